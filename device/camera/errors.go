@@ -1,0 +1,41 @@
+package camera
+
+import "errors"
+
+// Sentinel errors; match with errors.Is. Returned errors wrap them with the device and the
+// operation, and wrap the underlying errno where there is one (e.g. syscall.ENODEV).
+var (
+	// ErrNoDevice: the device node does not exist (or went away), or Discover found none.
+	ErrNoDevice = errors.New("no such video device")
+	// ErrNotCapture: the node is not a streaming video capture device (an encoder, a
+	// metadata node, an output device).
+	ErrNotCapture = errors.New("not a video capture device")
+	// ErrMultiplanar: the device captures only through the multi-planar API, which the
+	// capture library (blackjack/webcam) does not speak.
+	ErrMultiplanar = errors.New("multi-planar (VIDEO_CAPTURE_MPLANE) capture is not supported yet")
+	// ErrNoSupportedFormat: the device offers no pixel format this package can deliver.
+	ErrNoSupportedFormat = errors.New("no supported pixel format")
+	// ErrMJPEGNotSupported: the device offers MJPEG but no raw format. Such errors also match
+	// ErrNoSupportedFormat.
+	ErrMJPEGNotSupported = errors.New("MJPEG is not supported yet")
+	// ErrFormatNotOffered: Config.Format names a format the device does not offer.
+	ErrFormatNotOffered = errors.New("pixel format not offered by the device")
+	// ErrInvalidConfig: Config is unusable (unknown format name, non-positive size or rate).
+	ErrInvalidConfig = errors.New("invalid camera config")
+	// ErrStalled: streaming delivered no frame for too long. Run returns it so the caller
+	// can run it again, which restarts streaming.
+	ErrStalled = errors.New("camera delivered no frames")
+	// ErrRunning: Run was called while another Run on the same camera is in progress.
+	ErrRunning = errors.New("camera is already running")
+	// ErrClosed: the camera was closed.
+	ErrClosed = errors.New("camera is closed")
+)
+
+// multiError is an error with its own message that matches several sentinels.
+type multiError struct {
+	msg  string
+	errs []error
+}
+
+func (e *multiError) Error() string   { return e.msg }
+func (e *multiError) Unwrap() []error { return e.errs }
