@@ -1,0 +1,187 @@
+// Package config loads and validates edged's configuration: defaults, then a YAML file, then EDGED_* environment variables; flags are applied by the caller before Validate.
+//
+// cmd/edged/edged.yaml is the commented reference configuration; it sets every
+// key to its default and names the environment variable for each.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"path"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Version is the configuration file format this edged reads.
+const Version = 1
+
+// Config is the complete configuration of edged.
+type Config struct {
+	Version int     `yaml:"version"`
+	Log     Log     `yaml:"log"`
+	HTTP    HTTP    `yaml:"http"`
+	Auth    Auth    `yaml:"auth"`
+	Camera  Camera  `yaml:"camera"`
+	Encoder Encoder `yaml:"encoder"`
+	WebRTC  WebRTC  `yaml:"webrtc"`
+}
+
+// Log configures logging.
+type Log struct {
+	Level  string `yaml:"level"`  // debug, info, warn or error
+	Format string `yaml:"format"` // auto, text, json or journal
+}
+
+// HTTP configures the web server (page, API, signalling).
+type HTTP struct {
+	Listen string `yaml:"listen"` // host:port; port 0 picks an ephemeral port
+}
+
+// Auth configures access to the API.
+type Auth struct {
+	Token         string `yaml:"token"`          // bearer token; "" means a random one per start
+	TrustLoopback bool   `yaml:"trust_loopback"` // give the token to pages opened from 127.0.0.1/::1
+}
+
+// Camera selects and configures the video source.
+type Camera struct {
+	Device string `yaml:"device"` // "auto", "synthetic" or a path under /dev/
+	Format string `yaml:"format"` // auto, yuyv, nv12 or i420
+	Width  int    `yaml:"width"`
+	Height int    `yaml:"height"`
+	FPS    int    `yaml:"fps"`
+}
+
+// Encoder configures video encoding.
+type Encoder struct {
+	Backend          string        `yaml:"backend"` // auto or software
+	BitrateKbps      int           `yaml:"bitrate_kbps"`
+	KeyframeInterval time.Duration `yaml:"keyframe_interval"`
+}
+
+// WebRTC configures media transport to viewers.
+type WebRTC struct {
+	UDPPort         int      `yaml:"udp_port"`         // all media on one UDP port; 0 = ephemeral port per session
+	Interfaces      []string `yaml:"interfaces"`       // interfaces to gather ICE candidates on; empty = all
+	IncludeLoopback bool     `yaml:"include_loopback"` // also gather loopback candidates
+	MDNS            bool     `yaml:"mdns"`             // resolve browsers' .local candidates
+	NAT1To1IPs      []string `yaml:"nat_1to1_ips"`     // public IPs to announce instead of local ones
+	MaxViewers      int      `yaml:"max_viewers"`
+}
+
+// Default returns the built-in configuration; it is valid.
+func Default() Config {
+	return Config{
+		Version: Version,
+		Log:     Log{Level: "info", Format: "auto"},
+		HTTP:    HTTP{Listen: ":8080"},
+		Camera:  Camera{Device: "auto", Format: "auto", Width: 1280, Height: 720, FPS: 30},
+		Encoder: Encoder{Backend: "auto", BitrateKbps: 2000, KeyframeInterval: 2 * time.Second},
+		WebRTC:  WebRTC{UDPPort: 8189, MDNS: true, MaxViewers: 200},
+	}
+}
+
+// Validate reports every problem in c at once, each naming the field by its
+// YAML path and saying how to fix it.
+func (c *Config) Validate() error {
+	var errs []error
+	add := func(err error) {
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if c.Version != Version {
+		add(fmt.Errorf("version: %d is not supported; this edged reads version %d", c.Version, Version))
+	}
+	add(oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error"))
+	add(oneOf("log.format", c.Log.Format, "auto", "text", "json", "journal"))
+	add(checkListen(c.HTTP.Listen))
+	add(checkToken(c.Auth.Token))
+	if d := c.Camera.Device; d != "auto" && d != "synthetic" && !isDevPath(d) {
+		add(fmt.Errorf(`camera.device: %q is not "auto", "synthetic" or a /dev/ path; use e.g. /dev/video0`, d))
+	}
+	add(oneOf("camera.format", c.Camera.Format, "auto", "yuyv", "nv12", "i420"))
+	add(checkEven("camera.width", "width", c.Camera.Width, 64, 4096))
+	add(checkEven("camera.height", "height", c.Camera.Height, 64, 4096))
+	add(inRange("camera.fps", c.Camera.FPS, 1, 120))
+	add(oneOf("encoder.backend", c.Encoder.Backend, "auto", "software"))
+	add(inRange("encoder.bitrate_kbps", c.Encoder.BitrateKbps, 100, 50000))
+	if k := c.Encoder.KeyframeInterval; k < 500*time.Millisecond || k > time.Minute {
+		add(fmt.Errorf("encoder.keyframe_interval: %s is out of range; use 500ms..60s", k))
+	}
+	add(inRange("webrtc.udp_port", c.WebRTC.UDPPort, 0, 65535))
+	for i, name := range c.WebRTC.Interfaces {
+		if name == "" || len(name) > 15 || strings.ContainsAny(name, "/ \t\n") {
+			add(fmt.Errorf("webrtc.interfaces[%d]: %q is not an interface name; use a name such as eth0", i, name))
+		}
+	}
+	for i, ip := range c.WebRTC.NAT1To1IPs {
+		if _, err := netip.ParseAddr(ip); err != nil {
+			add(fmt.Errorf("webrtc.nat_1to1_ips[%d]: %q is not an IP address; use e.g. 203.0.113.10", i, ip))
+		}
+	}
+	add(inRange("webrtc.max_viewers", c.WebRTC.MaxViewers, 1, 5000))
+	return errors.Join(errs...)
+}
+
+func oneOf(path, v string, allowed ...string) error {
+	for _, a := range allowed {
+		if v == a {
+			return nil
+		}
+	}
+	return fmt.Errorf("%s: %q is not valid; use one of %s", path, v, strings.Join(allowed, ", "))
+}
+
+func inRange(path string, v, lo, hi int) error {
+	if v < lo || v > hi {
+		return fmt.Errorf("%s: %d is out of range; use %d..%d", path, v, lo, hi)
+	}
+	return nil
+}
+
+func checkEven(path, what string, v, lo, hi int) error {
+	if err := inRange(path, v, lo, hi); err != nil {
+		return err
+	}
+	if v%2 != 0 {
+		return fmt.Errorf("%s: %d is odd; use an even %s such as %d", path, v, what, v-1)
+	}
+	return nil
+}
+
+func checkListen(listen string) error {
+	_, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		msg := err.Error()
+		var ae *net.AddrError
+		if errors.As(err, &ae) {
+			msg = strings.TrimSuffix(ae.Err, " in address")
+		}
+		return fmt.Errorf(`http.listen: %q: %s; use host:port such as ":8080"`, listen, msg)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf(`http.listen: port %q in %q is not a number 0..65535; use host:port such as ":8080"`, port, listen)
+	}
+	return nil
+}
+
+func checkToken(token string) error {
+	for _, r := range token {
+		if r <= ' ' || r > '~' {
+			return errors.New("auth.token: contains spaces, control or non-ASCII characters; use letters, digits and punctuation")
+		}
+	}
+	if token != "" && len(token) < 16 {
+		return fmt.Errorf("auth.token: too short (%d characters); use at least 16 random characters or leave it empty for a generated one", len(token))
+	}
+	return nil
+}
+
+// isDevPath reports whether d is a clean absolute path below /dev/.
+func isDevPath(d string) bool {
+	return strings.HasPrefix(d, "/dev/") && path.Clean(d) == d
+}

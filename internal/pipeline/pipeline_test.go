@@ -1,0 +1,227 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/edgeflux/edge/internal/media"
+)
+
+// fakeSource emits a frame every interval until ctx ends, or fails after failAfter frames.
+type fakeSource struct {
+	interval  time.Duration
+	failAfter int // 0: never
+	runs      int
+	seq       uint64
+}
+
+func (s *fakeSource) Run(ctx context.Context, emit func(*media.Frame)) error {
+	s.runs++
+	for n := 1; ; n++ {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(s.interval):
+		}
+		emit(&media.Frame{Format: media.PixelFormatI420, Width: 2, Height: 2, Seq: s.seq, CaptureTime: time.Now()})
+		s.seq++
+		if s.failAfter > 0 && n == s.failAfter {
+			return errors.New("device unplugged")
+		}
+	}
+}
+
+// fakeEncoder makes every frame an access unit; keyframes when requested or every gop frames.
+type fakeEncoder struct {
+	gop      int
+	frames   int
+	forceKey bool
+	bitrates []int
+	fail     bool
+}
+
+func (e *fakeEncoder) Encode(f *media.Frame) (media.AccessUnit, error) {
+	if e.fail {
+		return media.AccessUnit{}, errors.New("wedged")
+	}
+	key := e.forceKey || (e.gop > 0 && e.frames%e.gop == 0)
+	e.forceKey = false
+	e.frames++
+	return media.AccessUnit{Data: []byte{0, 0, 0, 1, 0x65}, Keyframe: key, FrameSeq: f.Seq, CaptureTime: f.CaptureTime}, nil
+}
+func (e *fakeEncoder) RequestKeyframe()         { e.forceKey = true }
+func (e *fakeEncoder) SetBitrate(bps int) error { e.bitrates = append(e.bitrates, bps); return nil }
+func (e *fakeEncoder) Name() string             { return "fake" }
+func (e *fakeEncoder) Close() error             { return nil }
+
+type sinkFunc func(media.AccessUnit)
+
+func (f sinkFunc) WriteAccessUnit(au media.AccessUnit) { f(au) }
+
+// recorder keeps the time of every keyframe the sink sees.
+type recorder struct {
+	mu        sync.Mutex
+	keyframes []time.Time
+	frames    int
+}
+
+func (r *recorder) WriteAccessUnit(au media.AccessUnit) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.frames++
+	if au.Keyframe {
+		r.keyframes = append(r.keyframes, time.Now())
+	}
+}
+
+func (r *recorder) snapshot() (int, []time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.frames, append([]time.Time(nil), r.keyframes...)
+}
+
+func start(t *testing.T, src Source, enc *fakeEncoder, sink Sink) (*Pipeline, context.CancelFunc) {
+	p := New(Config{Source: src, Encoder: enc, Sink: sink, RetryMin: time.Second, RetryMax: 4 * time.Second})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { p.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return p, cancel
+}
+
+func TestKeyframeRequestsAreThrottledNotDropped(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		rec := &recorder{}
+		p, _ := start(t, &fakeSource{interval: 10 * time.Millisecond}, &fakeEncoder{}, rec)
+		begin := time.Now()
+		// A PLI storm: 200 requests over 2 s, as 200 viewers joining would send.
+		for range 200 {
+			p.RequestKeyframe()
+			time.Sleep(10 * time.Millisecond)
+		}
+		time.Sleep(time.Second) // the last request must still be served after the storm
+		_, keys := rec.snapshot()
+		if len(keys) < 4 || len(keys) > 6 {
+			t.Fatalf("%d keyframes for a 2 s storm; want one per %v (4 or 5)", len(keys), MinKeyframeGap)
+		}
+		for i := 1; i < len(keys); i++ {
+			if gap := keys[i].Sub(keys[i-1]); gap < MinKeyframeGap {
+				t.Errorf("keyframes %d and %d only %v apart", i-1, i, gap)
+			}
+		}
+		if last := keys[len(keys)-1].Sub(begin); last < 2*time.Second {
+			t.Errorf("last keyframe at %v: the final request of the storm was dropped", last)
+		}
+	})
+}
+
+func TestRequestDuringNaturalKeyframeIsStillServed(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		rec := &recorder{}
+		enc := &fakeEncoder{gop: 1000}
+		src := &fakeSource{interval: 10 * time.Millisecond}
+		p := New(Config{Source: src, Encoder: enc, Sink: sinkFunc(func(au media.AccessUnit) {
+			rec.WriteAccessUnit(au)
+			if au.FrameSeq == 0 { // a viewer's request arrives while the first IDR is being sent
+				pAsk.RequestKeyframe()
+			}
+		})})
+		pAsk = p
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		go p.Run(ctx)
+		time.Sleep(time.Second)
+		cancel()
+		synctest.Wait()
+		if _, keys := rec.snapshot(); len(keys) != 2 {
+			t.Fatalf("%d keyframes; want the natural one and one for the request made while it was sent", len(keys))
+		}
+	})
+}
+
+var pAsk *Pipeline
+
+func TestBitrateChangeReachesEncoder(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		enc := &fakeEncoder{}
+		p, cancel := start(t, &fakeSource{interval: 10 * time.Millisecond}, enc, &recorder{})
+		p.SetBitrate(1_500_000)
+		p.SetBitrate(800_000) // only the latest matters
+		time.Sleep(50 * time.Millisecond)
+		cancel()
+		synctest.Wait()
+		if len(enc.bitrates) != 1 || enc.bitrates[0] != 800_000 {
+			t.Fatalf("encoder got bitrates %v; want [800000]", enc.bitrates)
+		}
+	})
+}
+
+func TestFailedSourceIsRetriedAndStatusSaysWhy(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		rec := &recorder{}
+		src := &fakeSource{interval: 10 * time.Millisecond, failAfter: 5}
+		p, _ := start(t, src, &fakeEncoder{}, rec)
+		time.Sleep(100 * time.Millisecond) // 5 frames, then the failure
+		st := p.Status()
+		if st.Live || st.Err == nil || st.Err.Error() != "device unplugged" {
+			t.Fatalf("status after the source failed: %+v; want not live, err device unplugged", st)
+		}
+		time.Sleep(2 * time.Second) // retry after 1 s, fails again after 5 frames; next retry at +2 s
+		if src.runs != 2 {
+			t.Errorf("source ran %d times in 2.1 s; want 2 (backoff 1 s, then 2 s)", src.runs)
+		}
+		time.Sleep(2 * time.Second)
+		if src.runs != 3 {
+			t.Errorf("source ran %d times by 4.1 s; want 3", src.runs)
+		}
+		if frames, _ := rec.snapshot(); frames != 15 {
+			t.Errorf("%d frames delivered over 3 runs of 5", frames)
+		}
+	})
+}
+
+func TestStatusWhileFlowing(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p, _ := start(t, &fakeSource{interval: 40 * time.Millisecond}, &fakeEncoder{}, &recorder{})
+		if st := p.Status(); st.Live {
+			t.Fatalf("live before any frame: %+v", st)
+		}
+		time.Sleep(3 * time.Second)
+		st := p.Status()
+		if !st.Live || st.FPS < 24 || st.FPS > 26 || st.BitrateBps != st.FPS*5*8 {
+			t.Fatalf("status at 25 fps of 5-byte frames: %+v", st)
+		}
+		if last := p.LastOutput(); time.Since(last) > 40*time.Millisecond {
+			t.Errorf("LastOutput %v ago", time.Since(last))
+		}
+	})
+}
+
+func TestEncoderErrorDropsFrameAndReports(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		rec := &recorder{}
+		p, _ := start(t, &fakeSource{interval: 10 * time.Millisecond}, &fakeEncoder{fail: true}, rec)
+		time.Sleep(100 * time.Millisecond)
+		st := p.Status()
+		if frames, _ := rec.snapshot(); frames != 0 || st.Live || st.Err == nil {
+			t.Fatalf("with a failing encoder: %d frames delivered, status %+v", frames, st)
+		}
+	})
+}
+
+func TestStartingIsNotDown(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p, _ := start(t, &fakeSource{interval: time.Hour}, &fakeEncoder{}, &recorder{})
+		if st := p.Status(); st.Live || !st.Starting || st.Err != nil {
+			t.Fatalf("new pipeline: %+v; want starting, no error", st)
+		}
+		time.Sleep(startGrace + time.Second)
+		if st := p.Status(); st.Starting || st.Err == nil {
+			t.Fatalf("no frame after %v: %+v; want down with a reason", startGrace, st)
+		}
+	})
+}
