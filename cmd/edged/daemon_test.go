@@ -1,0 +1,184 @@
+//go:build cgo
+
+package main
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/pion/rtp"
+
+	"github.com/edgeflux/edge/internal/leakcheck"
+	"github.com/edgeflux/edge/internal/whepclient"
+)
+
+const testToken = "e2e-token-0123456789abcdef"
+
+// daemon is an edged started in-process on loopback, the way `edged` runs for real.
+type daemon struct {
+	url    string // http://127.0.0.1:port
+	stop   func() time.Duration
+	stderr *lockedBuffer
+}
+
+// startDaemon runs edged with loopback-only WebRTC and the synthetic camera; env adds or
+// overrides EDGED_* settings.
+func startDaemon(t testing.TB, env ...string) *daemon {
+	t.Helper()
+	environ := append([]string{
+		"EDGED_AUTH_TOKEN=" + testToken,
+		"EDGED_CAMERA_DEVICE=synthetic",
+		"EDGED_HTTP_LISTEN=127.0.0.1:0",
+		"EDGED_WEBRTC_UDP_PORT=0",
+		"EDGED_WEBRTC_INTERFACES=lo",
+		"EDGED_WEBRTC_INCLUDE_LOOPBACK=true",
+		"EDGED_WEBRTC_MDNS=false",
+		"EDGED_LOG_FORMAT=text",
+	}, env...)
+	ctx, cancel := context.WithCancel(context.Background())
+	addr := make(chan string, 1)
+	result := make(chan error, 1)
+	stderr := &lockedBuffer{}
+	go func() {
+		result <- run(ctx, nil, io.Discard, stderr, environ, func(a string) { addr <- a })
+	}()
+	d := &daemon{stderr: stderr}
+	select {
+	case a := <-addr:
+		d.url = "http://" + a
+	case err := <-result:
+		cancel()
+		t.Fatalf("edged exited at start: %v\n%s", err, stderr)
+	case <-time.After(10 * time.Second):
+		cancel()
+		t.Fatalf("edged did not start in 10 s\n%s", stderr)
+	}
+	var once sync.Once
+	var took time.Duration
+	d.stop = func() time.Duration {
+		once.Do(func() {
+			begin := time.Now()
+			cancel()
+			select {
+			case err := <-result:
+				took = time.Since(begin)
+				if err != nil {
+					t.Errorf("edged exited with %v", err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Errorf("edged did not stop within 10 s of its context ending")
+			}
+		})
+		return took
+	}
+	t.Cleanup(func() { d.stop() })
+	return d
+}
+
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf strings.Builder
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func (d *daemon) get(t testing.TB, path, token string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, d.url+path, nil)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body)
+}
+
+func TestDaemonStreamsAndShutsDownWithin2s(t *testing.T) {
+	leakcheck.Check(t)
+	d := startDaemon(t, "EDGED_CAMERA_WIDTH=640", "EDGED_CAMERA_HEIGHT=480")
+	if code, body := d.get(t, "/", ""); code != 200 || !strings.Contains(body, "<video") {
+		t.Fatalf("GET /: %d", code)
+	}
+	var packets atomic.Int64
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := whepclient.Dial(ctx, whepclient.Options{URL: d.url + "/whep/camera", Token: testToken, LoopbackOnly: true},
+		func(*rtp.Packet) { packets.Add(1) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	for packets.Load() < 100 {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("only %d RTP packets in 10 s\n%s", packets.Load(), d.stderr)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	if code, body := d.get(t, "/api/status", testToken); code != 200 || !strings.Contains(body, `"live":true`) || !strings.Contains(body, `"viewers":1`) {
+		t.Errorf("status while streaming to one viewer: %d %s", code, body)
+	}
+	// Shut down with the viewer still connected: the daemon must not wait for it.
+	if took := d.stop(); took > shutdownGrace {
+		t.Errorf("shutdown took %v; want under %v", took, shutdownGrace)
+	}
+	c.Close()
+}
+
+func TestDaemonTellsSystemdReadyAndPingsWatchdogWhileStreaming(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "notify.sock")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	t.Setenv("NOTIFY_SOCKET", path)
+	t.Setenv("WATCHDOG_USEC", "600000")
+	t.Setenv("WATCHDOG_PID", strconv.Itoa(os.Getpid()))
+	d := startDaemon(t, "EDGED_CAMERA_WIDTH=320", "EDGED_CAMERA_HEIGHT=240")
+
+	var ready, pings int
+	buf := make([]byte, 4096)
+	deadline := time.Now().Add(3 * time.Second)
+	for time.Now().Before(deadline) && (ready == 0 || pings < 3) {
+		conn.SetReadDeadline(deadline)
+		n, err := conn.Read(buf)
+		if err != nil {
+			break
+		}
+		msg := string(buf[:n])
+		if strings.Contains(msg, "READY=1") {
+			ready++
+		}
+		if strings.Contains(msg, "WATCHDOG=1") {
+			pings++
+		}
+	}
+	d.stop()
+	if ready != 1 || pings < 3 {
+		t.Fatalf("READY sent %d times, %d watchdog pings in 3 s of streaming; want 1 and at least 3\n%s", ready, pings, d.stderr)
+	}
+}

@@ -1,0 +1,153 @@
+//go:build e2e && cgo
+
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+)
+
+// browser starts Debian's headless Chromium with every packet kept on loopback: no mDNS
+// host-candidate hiding, no lookups of Google hosts, no background traffic.
+func browser(t *testing.T) context.Context {
+	t.Helper()
+	path, err := exec.LookPath("chromium")
+	if err != nil {
+		t.Fatal("chromium is needed for the browser tests (make test installs it): ", err)
+	}
+	opts := []chromedp.ExecAllocatorOption{
+		chromedp.ExecPath(path),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.Flag("headless", "new"),
+		chromedp.Flag("no-sandbox", true),
+		chromedp.Flag("disable-gpu", true),
+		chromedp.Flag("no-first-run", true),
+		chromedp.Flag("allow-loopback-in-peer-connection", true),
+		chromedp.Flag("disable-features", "WebRtcHideLocalIpsWithMdns"),
+		chromedp.Flag("host-resolver-rules", "MAP * ~NOTFOUND , EXCLUDE 127.0.0.1 , EXCLUDE localhost"),
+		chromedp.Flag("no-pings", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("autoplay-policy", "no-user-gesture-required"),
+		chromedp.WindowSize(1280, 800),
+	}
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancel := chromedp.NewContext(actx)
+	t.Cleanup(func() { cancel(); cancelAlloc() })
+	if _, err := chromedp.Run(ctx, chromedp.Navigate("about:blank")); err != nil {
+		t.Fatalf("start chromium: %v", err)
+	}
+	return ctx
+}
+
+// inboundVideo is what getStats says about the received video.
+type inboundVideo struct {
+	FramesDecoded int `json:"framesDecoded"`
+	FrameWidth    int `json:"frameWidth"`
+	FrameHeight   int `json:"frameHeight"`
+}
+
+const readInboundVideo = `(async () => {
+	const pc = window.edge && window.edge.pc;
+	if (!pc) return JSON.stringify({});
+	let v = {};
+	(await pc.getStats()).forEach(r => { if (r.type === 'inbound-rtp' && r.kind === 'video') v = r; });
+	return JSON.stringify({framesDecoded: v.framesDecoded || 0, frameWidth: v.frameWidth || 0, frameHeight: v.frameHeight || 0});
+})()`
+
+// waitFor polls expr in the page until ok says yes or the timeout passes.
+func waitFor[T any](t *testing.T, ctx context.Context, expr string, timeout time.Duration, ok func(T) bool) T {
+	t.Helper()
+	var last T
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		raw, err := chromedp.Run(ctx, chromedp.Evaluate[string](expr, chromedp.EvalAwaitPromise))
+		if err == nil && json.Unmarshal([]byte(raw), &last) == nil && ok(last) {
+			return last
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	t.Fatalf("timed out after %v; last value %+v", timeout, last)
+	return last
+}
+
+func screenshot(t *testing.T, ctx context.Context, name string) {
+	dir := os.Getenv("EDGE_SCREENSHOT_DIR")
+	if dir == "" {
+		return
+	}
+	if png, err := chromedp.Run(ctx, chromedp.CaptureScreenshot()); err == nil {
+		_ = os.WriteFile(filepath.Join(dir, name+".png"), png, 0o644)
+	}
+}
+
+// TestE2EBrowserPlaysTheStream opens the page in Chromium and checks, from the browser's own
+// getStats, that it decodes more than 100 frames at the configured resolution.
+func TestE2EBrowserPlaysTheStream(t *testing.T) {
+	d := startDaemon(t) // defaults: 1280x720 at 30 fps
+	ctx := browser(t)
+	if _, err := chromedp.Run(ctx, chromedp.Navigate(d.url+"/#token="+testToken)); err != nil {
+		t.Fatal(err)
+	}
+	v := waitFor(t, ctx, readInboundVideo, 30*time.Second, func(v inboundVideo) bool { return v.FramesDecoded > 100 })
+	screenshot(t, ctx, "live")
+	t.Logf("Chromium decoded %d frames at %dx%d", v.FramesDecoded, v.FrameWidth, v.FrameHeight)
+	if v.FrameWidth != 1280 || v.FrameHeight != 720 {
+		t.Errorf("decoded at %dx%d; want the configured 1280x720", v.FrameWidth, v.FrameHeight)
+	}
+	if state, err := chromedp.Run(ctx, chromedp.Evaluate[string](`window.edge.state`)); err != nil || state != "live" {
+		t.Errorf("page state %q (%v); want live", state, err)
+	}
+}
+
+// TestE2EBrowserSaysWhenTokenIsWrong: the page asks for a token instead of showing nothing.
+func TestE2EBrowserSaysWhenTokenIsWrong(t *testing.T) {
+	d := startDaemon(t)
+	ctx := browser(t)
+	if _, err := chromedp.Run(ctx, chromedp.Navigate(d.url+"/#token=not-the-token-000000")); err != nil {
+		t.Fatal(err)
+	}
+	type page struct {
+		State     string `json:"state"`
+		FormShown bool   `json:"formShown"`
+		Message   string `json:"message"`
+	}
+	const read = `JSON.stringify({state: window.edge && window.edge.state,
+		formShown: !!document.querySelector('#token-form') && !document.querySelector('#token-form').hidden,
+		message: (document.querySelector('#token-message') || {}).textContent || ''})`
+	p := waitFor(t, ctx, read, 15*time.Second, func(p page) bool { return p.State == "unauthorized" })
+	screenshot(t, ctx, "unauthorized")
+	if !p.FormShown || p.Message == "" {
+		t.Errorf("wrong token: form shown %v, message %q; want the token form with a message", p.FormShown, p.Message)
+	}
+}
+
+// TestE2EBrowserSaysWhenStreamIsDown: a camera that is not there makes the page say so.
+func TestE2EBrowserSaysWhenStreamIsDown(t *testing.T) {
+	d := startDaemon(t, "EDGED_CAMERA_DEVICE=/dev/video-missing")
+	ctx := browser(t)
+	if _, err := chromedp.Run(ctx, chromedp.Navigate(d.url+"/#token="+testToken)); err != nil {
+		t.Fatal(err)
+	}
+	type page struct {
+		State  string `json:"state"`
+		Banner string `json:"banner"`
+	}
+	const read = `JSON.stringify({state: window.edge && window.edge.state,
+		banner: (document.querySelector('#banner') || {}).textContent || ''})`
+	p := waitFor(t, ctx, read, 20*time.Second, func(p page) bool { return p.State == "down" })
+	screenshot(t, ctx, "down")
+	t.Logf("banner: %q", p.Banner)
+	if p.Banner == "" {
+		t.Error("stream down, but the page shows no banner")
+	}
+}

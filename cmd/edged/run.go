@@ -1,0 +1,324 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/edgeflux/edge/device/camera"
+	"github.com/edgeflux/edge/device/testpattern"
+	"github.com/edgeflux/edge/edge"
+	"github.com/edgeflux/edge/encoder"
+	"github.com/edgeflux/edge/encoder/openh264"
+	"github.com/edgeflux/edge/internal/config"
+	"github.com/edgeflux/edge/internal/logging"
+	"github.com/edgeflux/edge/internal/media"
+	"github.com/edgeflux/edge/internal/pipeline"
+	"github.com/edgeflux/edge/internal/sdnotify"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+// shutdownGrace bounds how long a clean shutdown may take before run gives up waiting.
+const shutdownGrace = 2 * time.Second
+
+// started tells a caller (tests) where the daemon listens once it serves.
+type started func(httpAddr string)
+
+// run is the composition root: configuration, then camera -> encoder -> edge, then systemd.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer, environ []string, onStart started) error {
+	cfg, mode, err := loadConfig(args, stdout, environ)
+	if err != nil || mode != modeRun {
+		return err
+	}
+	log, err := logging.New(stderr, cfg.Log.Level, cfg.Log.Format, environ)
+	if err != nil {
+		return err
+	}
+
+	tokenGenerated := cfg.Auth.Token == ""
+	if tokenGenerated {
+		cfg.Auth.Token = newToken()
+	}
+
+	src, srcName, w, h, fps, err := openSource(cfg.Camera, log)
+	if err != nil {
+		return err
+	}
+	enc, err := openEncoder(cfg.Encoder, w, h, fps)
+	if err != nil {
+		return err
+	}
+	defer enc.Close()
+	log.Info("encoder chosen", "backend", enc.Name(), "reason", encoderReason(cfg.Encoder.Backend),
+		"size", fmt.Sprintf("%dx%d", w, h), "fps", fps, "bitrate_kbps", cfg.Encoder.BitrateKbps)
+
+	var pipe *pipeline.Pipeline
+	track := edge.NewTrack("camera", "edged", func() { pipe.RequestKeyframe() })
+	pipe = pipeline.New(pipeline.Config{Source: src, Encoder: enc, Sink: track, Log: log.With("component", "pipeline")})
+
+	var srv *edge.Server
+	status := func() edge.StreamStatus {
+		ps := pipe.Status()
+		st := edge.StreamStatus{
+			Live: ps.Live, Starting: ps.Starting, Source: srcName, Encoder: enc.Name(), Width: w, Height: h,
+			FPS: ps.FPS, BitrateKbps: ps.BitrateBps / 1000,
+		}
+		if ps.Err != nil {
+			st.Error = ps.Err.Error()
+		}
+		return st
+	}
+	srv, err = edge.New(edge.Config{
+		Token: cfg.Auth.Token, TrustLoopback: cfg.Auth.TrustLoopback,
+		UDPPort: cfg.WebRTC.UDPPort, Interfaces: cfg.WebRTC.Interfaces, IncludeLoopback: cfg.WebRTC.IncludeLoopback,
+		MDNS: cfg.WebRTC.MDNS, NAT1To1IPs: cfg.WebRTC.NAT1To1IPs, MaxViewers: cfg.WebRTC.MaxViewers,
+		Status: status,
+	}, log.With("component", "edge"))
+	if err != nil {
+		return err
+	}
+	srv.Publish("camera", track)
+
+	ln, err := net.Listen("tcp", cfg.HTTP.Listen)
+	if err != nil {
+		srv.Close()
+		return fmt.Errorf("listen on %s: %w", cfg.HTTP.Listen, err)
+	}
+	url := pageURL(ln.Addr())
+	if tokenGenerated {
+		log.Info("no auth.token configured: generated one for this run; open the page with it", "url", url+"#token="+cfg.Auth.Token)
+	}
+	log.Info("edged serving", "version", version, "url", url, "source", srcName, "webrtc_udp_port", cfg.WebRTC.UDPPort)
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	// The pipeline and the HTTP server run until ctx ends; either ending first ends both.
+	done := make(chan error, 2)
+	go func() { done <- pipe.Run(ctx) }()
+	go func() { done <- srv.Serve(ctx, ln) }()
+	var helpers sync.WaitGroup
+	helpers.Go(func() {
+		sdnotify.Watchdog(ctx, log, func() (bool, string) { return flowing(pipe.LastOutput(), fps) })
+	})
+	helpers.Go(func() { reportStatus(ctx, status, srv.Viewers) })
+	sdnotify.Ready("starting " + srcName)
+	if onStart != nil {
+		onStart(ln.Addr().String())
+	}
+
+	// The first goroutine to end (or a signal) ends them all.
+	var firstErr error
+	running := 2
+	select {
+	case firstErr = <-done:
+		running--
+	case <-ctx.Done():
+	}
+	sdnotify.Stopping()
+	log.Info("shutting down")
+	cancel()
+	stopped := make(chan struct{})
+	go func() {
+		srv.Close()
+		for range running {
+			<-done
+		}
+		helpers.Wait()
+		close(stopped)
+	}()
+	select {
+	case <-stopped:
+	case <-time.After(shutdownGrace):
+		log.Warn("shutdown grace period passed; exiting anyway", "grace", shutdownGrace)
+	}
+	return firstErr
+}
+
+type runMode int
+
+const (
+	modeRun runMode = iota
+	modeExit
+)
+
+// loadConfig reads defaults, the file, the environment and then the flags, in that order.
+func loadConfig(args []string, stdout io.Writer, environ []string) (config.Config, runMode, error) {
+	fset := flag.NewFlagSet("edged", flag.ContinueOnError)
+	fset.SetOutput(stdout)
+	path := fset.String("config", envValue(environ, "EDGED_CONFIG"), "configuration file (YAML); env EDGED_CONFIG")
+	check := fset.Bool("check-config", false, "validate the configuration and exit")
+	showVersion := fset.Bool("version", false, "print the version and exit")
+	listen := fset.String("listen", "", "HTTP listen address, overrides http.listen")
+	device := fset.String("camera", "", `camera device, "auto" or "synthetic", overrides camera.device`)
+	level := fset.String("log-level", "", "debug, info, warn or error, overrides log.level")
+	if err := fset.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return config.Config{}, modeExit, nil
+		}
+		return config.Config{}, modeExit, err
+	}
+	if *showVersion {
+		fmt.Fprintln(stdout, "edged", version)
+		return config.Config{}, modeExit, nil
+	}
+	cfg, err := config.Load(*path, environ)
+	if err != nil {
+		return cfg, modeExit, err
+	}
+	fset.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "listen":
+			cfg.HTTP.Listen = *listen
+		case "camera":
+			cfg.Camera.Device = *device
+		case "log-level":
+			cfg.Log.Level = *level
+		}
+	})
+	if err := cfg.Validate(); err != nil {
+		return cfg, modeExit, fmt.Errorf("invalid configuration:\n%w", err)
+	}
+	if *check {
+		fmt.Fprintln(stdout, "configuration OK")
+		return cfg, modeExit, nil
+	}
+	return cfg, modeRun, nil
+}
+
+// openSource picks the camera: a V4L2 device when one is configured or found, otherwise the
+// synthetic test pattern. It returns the source and the picture it delivers.
+func openSource(c config.Camera, log *slog.Logger) (src pipeline.Source, name string, w, h, fps int, err error) {
+	device := c.Device
+	if device == "auto" {
+		found := camera.Discover()
+		if len(found) == 0 {
+			log.Info("no V4L2 camera found; using the synthetic test pattern")
+			device = "synthetic"
+		} else {
+			device = found[0]
+			log.Info("camera found", "device", device, "all", found)
+		}
+	}
+	if device == "synthetic" {
+		tp, err := testpattern.New(testpattern.Config{Width: c.Width, Height: c.Height, FPS: c.FPS})
+		if err != nil {
+			return nil, "", 0, 0, 0, err
+		}
+		return tp, "synthetic", c.Width, c.Height, c.FPS, nil
+	}
+	camCfg := camera.Config{Device: device, Format: c.Format, Width: c.Width, Height: c.Height, FPS: c.FPS}
+	cam, err := camera.Open(camCfg, log.With("component", "camera"))
+	if err != nil {
+		// Serve anyway: viewers are told the stream is down, and the pipeline keeps trying
+		// the camera, so plugging it in later needs no restart.
+		log.Error("camera unavailable; will keep trying", "device", device, "err", err)
+		return &reopeningCamera{cfg: camCfg, log: log}, device, c.Width, c.Height, c.FPS, nil
+	}
+	m := cam.Mode()
+	return &reopeningCamera{cfg: camCfg, cam: cam, log: log}, device, m.Width, m.Height, m.FPS, nil
+}
+
+// reopeningCamera closes the camera when capture fails and opens it again on the next Run,
+// so the pipeline's retry survives an unplugged and replugged camera.
+type reopeningCamera struct {
+	cfg camera.Config
+	cam *camera.Camera
+	log *slog.Logger
+}
+
+func (r *reopeningCamera) Run(ctx context.Context, emit func(*media.Frame)) error {
+	if r.cam == nil {
+		cam, err := camera.Open(r.cfg, r.log.With("component", "camera"))
+		if err != nil {
+			return err
+		}
+		r.cam = cam
+	}
+	err := r.cam.Run(ctx, emit)
+	r.cam.Close()
+	r.cam = nil
+	return err
+}
+
+func openEncoder(c config.Encoder, w, h, fps int) (encoder.Encoder, error) {
+	ecfg := encoder.Config{Width: w, Height: h, FPS: fps, BitrateBps: c.BitrateKbps * 1000, KeyframeInterval: c.KeyframeInterval}
+	// Hardware backends come with the V4L2 memory-to-memory encoder; until then "auto" is
+	// the software encoder.
+	enc, err := openh264.New(ecfg)
+	if err != nil {
+		return nil, fmt.Errorf("encoder: %w", err)
+	}
+	return enc, nil
+}
+
+func encoderReason(backend string) string {
+	if backend == "software" {
+		return "configured"
+	}
+	return "no hardware encoder backend in this build"
+}
+
+// flowing is the watchdog's health check: media left the encoder within the last few frame
+// intervals (and never less than 2 s, so a slow first keyframe is not a stall).
+func flowing(last time.Time, fps int) (bool, string) {
+	if last.IsZero() {
+		return false, "no frame encoded yet"
+	}
+	limit := max(2*time.Second, 10*time.Second/time.Duration(max(fps, 1)))
+	if age := time.Since(last); age > limit {
+		return false, "no frame encoded for " + age.Round(time.Millisecond).String()
+	}
+	return true, ""
+}
+
+// reportStatus keeps systemd's one-line status current.
+func reportStatus(ctx context.Context, status func() edge.StreamStatus, viewers func() int) {
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	for {
+		st := status()
+		line := "stream down: " + st.Error
+		if st.Live {
+			line = fmt.Sprintf("streaming %dx%d %.0f fps %.0f kbit/s to %d viewers", st.Width, st.Height, st.FPS, st.BitrateKbps, viewers())
+		}
+		sdnotify.Status(line)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func pageURL(addr net.Addr) string {
+	host, port, _ := net.SplitHostPort(addr.String())
+	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return "http://" + net.JoinHostPort(host, port) + "/"
+}
+
+func newToken() string {
+	b := make([]byte, 24)
+	_, _ = rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func envValue(environ []string, key string) string {
+	for _, kv := range environ {
+		if len(kv) > len(key) && kv[len(key)] == '=' && kv[:len(key)] == key {
+			return kv[len(key)+1:]
+		}
+	}
+	return ""
+}
