@@ -255,8 +255,10 @@ func TestWHEPRejectsBadRequests(t *testing.T) {
 		{"unknown stream", "/whep/nope", testToken, "application/sdp", minimalOffer, false, 404, "no such stream"},
 		{"no video", "/whep/camera", testToken, "application/sdp", audioOnly, false, 400, "no video"},
 		{"no H.264", "/whep/camera", testToken, "application/sdp", vp8Only, false, 400, "no H.264"},
-		{"stream down", "/whep/camera", testToken, "application/sdp",
-			minimalOffer + "m=video 9 UDP/TLS/RTP/SAVPF 102\r\na=mid:0\r\na=rtpmap:102 H264/90000\r\na=recvonly\r\n", true, 503, "camera unavailable"},
+		{"H.264 mode 0 only", "/whep/camera", testToken, "application/sdp",
+			minimalOffer + "m=video 9 UDP/TLS/RTP/SAVPF 102\r\na=mid:0\r\na=rtpmap:102 H264/90000\r\na=recvonly\r\n", false, 400, "packetization-mode=1"},
+		{"stream down", "/whep/camera", testToken, "application/sdp", minimalOffer + "m=video 9 UDP/TLS/RTP/SAVPF 102\r\na=mid:0\r\n" +
+			"a=rtpmap:102 H264/90000\r\na=fmtp:102 packetization-mode=1\r\na=recvonly\r\n", true, 503, "camera unavailable"},
 		{"status without token", "/api/status", "", "", "", false, 401, "access token"},
 	}
 	for _, tc := range tests {

@@ -47,8 +47,7 @@ type Track struct {
 	lastTS     uint32
 	subs       atomic.Pointer[[]*downTrack] // copied on change, read without a lock per packet
 	subsMu     sync.Mutex
-	onFirstPkt func(au media.AccessUnit) // test and benchmark hook: the AU's first packet is out
-
+	latency    latencyWindow
 	packetsOut atomic.Uint64
 }
 
@@ -84,12 +83,16 @@ func (t *Track) WriteAccessUnit(au media.AccessUnit) {
 		for _, s := range subs {
 			s.forward(p)
 		}
-		if i == 0 && t.onFirstPkt != nil {
-			t.onFirstPkt(au)
+		if i == 0 {
+			t.latency.record(time.Since(au.CaptureTime))
 		}
 	}
 	t.packetsOut.Add(uint64(len(payloads)))
 }
+
+// CaptureToRTP summarizes how long recent pictures took from capture until their first RTP
+// packet was handed to every subscriber.
+func (t *Track) CaptureToRTP() Latency { return t.latency.summary() }
 
 // Subscribers is how many down tracks receive this track now.
 func (t *Track) Subscribers() int { return len(*t.subs.Load()) }

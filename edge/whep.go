@@ -97,7 +97,7 @@ func checkOffer(body []byte) (string, error) {
 		return "", fmt.Errorf("%w: %v", ErrBadOffer, err)
 	}
 	ufrag, _ := desc.Attribute("ice-ufrag")
-	hasVideo, hasH264 := false, false
+	hasVideo, hasH264, hasMode1 := false, false, false
 	for _, m := range desc.MediaDescriptions {
 		if m.MediaName.Media != "video" {
 			continue
@@ -106,9 +106,17 @@ func checkOffer(body []byte) (string, error) {
 		if u, ok := m.Attribute("ice-ufrag"); ok && ufrag == "" {
 			ufrag = u
 		}
+		h264 := map[string]bool{} // payload types mapped to H.264
 		for _, a := range m.Attributes {
-			if a.Key == "rtpmap" && strings.Contains(strings.ToUpper(a.Value), " H264/90000") {
+			if pt, codec, ok := strings.Cut(a.Value, " "); a.Key == "rtpmap" && ok && strings.EqualFold(codec, "H264/90000") {
+				h264[pt] = true
 				hasH264 = true
+			}
+		}
+		for _, a := range m.Attributes {
+			if pt, params, ok := strings.Cut(a.Value, " "); a.Key == "fmtp" && ok && h264[pt] &&
+				strings.Contains(params, "packetization-mode=1") {
+				hasMode1 = true
 			}
 		}
 	}
@@ -117,6 +125,8 @@ func checkOffer(body []byte) (string, error) {
 		return "", fmt.Errorf("%w: no video media section; a WHEP offer for this stream must receive video", ErrBadOffer)
 	case !hasH264:
 		return "", fmt.Errorf("%w: the offer has no H.264 codec; this stream is H.264 (constrained baseline)", ErrBadOffer)
+	case !hasMode1:
+		return "", fmt.Errorf("%w: the offer's H.264 lacks packetization-mode=1, which this stream needs", ErrBadOffer)
 	case ufrag == "":
 		return "", fmt.Errorf("%w: no ice-ufrag", ErrBadOffer)
 	}
@@ -170,6 +180,9 @@ func (s *Server) negotiate(ctx context.Context, sess *whepSession, offer string)
 	}
 	gathered := webrtc.GatheringCompletePromise(pc)
 	if err := pc.SetLocalDescription(answer); err != nil {
+		if errors.Is(err, webrtc.ErrUnsupportedCodec) {
+			return "", fmt.Errorf("%w: no codec in the offer that this stream can send: %v", ErrBadOffer, err)
+		}
 		return "", fmt.Errorf("set local description: %w", err)
 	}
 	// Host candidates gather in milliseconds; the answer carries them all, so the client
