@@ -34,7 +34,8 @@ func newDownTrack(t *Track) *downTrack {
 }
 
 // Bind implements webrtc.TrackLocal: pick our codec among the negotiated ones and start
-// receiving packets. Until a keyframe comes, nothing is sent.
+// receiving packets. Until a keyframe comes, nothing is sent. pion binds an answerer's tracks
+// before ICE and DTLS have even started, so the keyframe is asked for later, in connected.
 func (d *downTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameters, error) {
 	codec, ok := pickH264(ctx.CodecParameters())
 	if !ok {
@@ -46,9 +47,11 @@ func (d *downTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameter
 	d.payloadType = uint8(codec.PayloadType)
 	d.mu.Unlock()
 	d.track.addSub(d)
-	d.track.requestKeyframe()
 	return codec, nil
 }
+
+// connected is called when the viewer's connection is up: now a keyframe will reach it.
+func (d *downTrack) connected() { d.track.requestKeyframe() }
 
 // pickH264 prefers packetization mode 1 with the constrained-baseline profile.
 func pickH264(codecs []webrtc.RTPCodecParameters) (webrtc.RTPCodecParameters, bool) {
@@ -92,17 +95,24 @@ func (d *downTrack) forward(p *packet) {
 	if d.writer == nil {
 		return
 	}
-	if !d.started {
-		if !p.keyframeStart {
-			return
-		}
-		d.started = true
-		d.seqDelta = uint16(rand.Uint32()) - p.seq
+	if d.started {
+		d.writeLocked(p)
+		return
 	}
-	d.writeLocked(p)
+	if !p.keyframeStart {
+		return
+	}
+	d.seqDelta = uint16(rand.Uint32()) - p.seq
+	if n, err := d.writeLocked(p); n == 0 && err == nil {
+		// pion drops packets until SRTP is up (it reports 0 bytes, no error): starting on this
+		// keyframe would leave the viewer with none, so wait for another.
+		d.track.requestKeyframe()
+		return
+	}
+	d.started = true
 }
 
-func (d *downTrack) writeLocked(p *packet) {
+func (d *downTrack) writeLocked(p *packet) (int, error) {
 	d.hdr = rtp.Header{
 		Version:        2,
 		Marker:         p.marker,
@@ -112,7 +122,7 @@ func (d *downTrack) writeLocked(p *packet) {
 		SSRC:           d.ssrc,
 	}
 	// A failed write is a viewer going away; its peer connection's state handler cleans up.
-	_, _ = d.writer.WriteRTP(&d.hdr, p.payload)
+	return d.writer.WriteRTP(&d.hdr, p.payload)
 }
 
 // handleRTCP acts on the subscriber's feedback: picture loss asks the producer for a
@@ -142,5 +152,5 @@ func (d *downTrack) resend(outSeq uint16) bool {
 	if d.writer == nil || !d.started {
 		return false
 	}
-	return d.track.ring.with(outSeq-d.seqDelta, d.writeLocked)
+	return d.track.ring.with(outSeq-d.seqDelta, func(p *packet) { _, _ = d.writeLocked(p) })
 }

@@ -10,10 +10,17 @@ import (
 	"github.com/pion/webrtc/v4"
 )
 
-// recordingWriter keeps what a viewer was sent.
-type recordingWriter struct{ pkts []rtp.Packet }
+// recordingWriter keeps what a viewer was sent. Until ready, it drops packets the way pion
+// does before SRTP is up: 0 bytes, no error.
+type recordingWriter struct {
+	pkts     []rtp.Packet
+	notReady bool
+}
 
 func (w *recordingWriter) WriteRTP(h *rtp.Header, payload []byte) (int, error) {
+	if w.notReady {
+		return 0, nil
+	}
 	w.pkts = append(w.pkts, rtp.Packet{Header: *h, Payload: bytes.Clone(payload)})
 	return len(payload), nil
 }
@@ -39,9 +46,13 @@ func bindRecorder(t *testing.T, track *Track) (*downTrack, *recordingWriter) {
 func TestDownTrackStartsOnKeyframeAndRenumbers(t *testing.T) {
 	requests := 0
 	track := NewTrack("camera", "test", func() { requests++ })
-	_, w := bindRecorder(t, track)
+	d, w := bindRecorder(t, track)
+	if requests != 0 {
+		t.Errorf("binding a viewer made %d keyframe requests; want none before it is connected", requests)
+	}
+	d.connected()
 	if requests != 1 {
-		t.Errorf("binding a viewer made %d keyframe requests; want 1", requests)
+		t.Errorf("a connected viewer made %d keyframe requests; want 1", requests)
 	}
 	track.WriteAccessUnit(fakeAU(0, false, 3000)) // before any keyframe: not sent
 	if len(w.pkts) != 0 {
@@ -118,5 +129,27 @@ func TestCaptureToRTPLatencyIsRecorded(t *testing.T) {
 	track.WriteAccessUnit(au)
 	if l := track.CaptureToRTP(); l.Samples != 1 || l.P50 < 20*time.Millisecond || l.P50 > time.Second {
 		t.Errorf("latency %+v; want one sample of about 20 ms", l)
+	}
+}
+
+// TestKeyframeDroppedBeforeSRTPIsNotAStart: a keyframe pion dropped because the viewer's
+// SRTP was not up yet must not count as the viewer's start; another one is requested.
+func TestKeyframeDroppedBeforeSRTPIsNotAStart(t *testing.T) {
+	requests := 0
+	track := NewTrack("camera", "test", func() { requests++ })
+	_, w := bindRecorder(t, track)
+	w.notReady = true
+	track.WriteAccessUnit(fakeAU(0, true, 3000))
+	if requests != 1 {
+		t.Errorf("%d keyframe requests after the start keyframe was dropped; want 1", requests)
+	}
+	w.notReady = false
+	track.WriteAccessUnit(fakeAU(1, false, 3000))
+	if len(w.pkts) != 0 {
+		t.Fatalf("%d packets of a delta frame sent to a viewer that never got a keyframe", len(w.pkts))
+	}
+	track.WriteAccessUnit(fakeAU(2, true, 3000))
+	if len(w.pkts) == 0 {
+		t.Fatal("the keyframe after SRTP came up did not start the viewer")
 	}
 }

@@ -117,6 +117,17 @@ func startServer(t *testing.T, mutate func(*Config)) *testServer {
 	return ts
 }
 
+// viewer dials a session that must succeed and is closed when the test ends.
+func viewer(t *testing.T, ts *testServer) *whepclient.Client {
+	t.Helper()
+	c, err := dial(t, ts, func(*rtp.Packet) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
 func dial(t *testing.T, ts *testServer, onPacket func(*rtp.Packet)) (*whepclient.Client, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -251,7 +262,7 @@ func TestWHEPRejectsBadRequests(t *testing.T) {
 		{"wrong token", "/whep/camera", "wrong-token-0123456789", "application/sdp", minimalOffer, false, 401, "access token"},
 		{"garbage", "/whep/camera", testToken, "application/sdp", "\x00\xffnot sdp at all", false, 400, "bad SDP offer"},
 		{"too large", "/whep/camera", testToken, "application/sdp", strings.Repeat("a=x\r\n", 70<<10/5), false, 413, "larger than 64 KiB"},
-		{"wrong content type", "/whep/camera", testToken, "application/json", "{}", false, 415, "application/sdp"},
+		{"wrong content type", "/whep/camera", testToken, "application/json", "{}", false, 415, "Content-Type: application/sdp"},
 		{"unknown stream", "/whep/nope", testToken, "application/sdp", minimalOffer, false, 404, "no such stream"},
 		{"no video", "/whep/camera", testToken, "application/sdp", audioOnly, false, 400, "no video"},
 		{"no H.264", "/whep/camera", testToken, "application/sdp", vp8Only, false, 400, "no H.264"},
@@ -289,12 +300,8 @@ func TestWHEPRejectsBadRequests(t *testing.T) {
 func TestWHEPViewerLimit(t *testing.T) {
 	leakcheck.Check(t)
 	ts := startServer(t, func(c *Config) { c.MaxViewers = 1 })
-	c, err := dial(t, ts, func(*rtp.Packet) {})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	_, err = dial(t, ts, func(*rtp.Packet) {})
+	viewer(t, ts)
+	_, err := dial(t, ts, func(*rtp.Packet) {})
 	var se *whepclient.StatusError
 	if !errors.As(err, &se) || se.Code != http.StatusServiceUnavailable || !strings.Contains(se.Body, "viewer limit") {
 		t.Fatalf("second viewer over a limit of 1: %v; want 503 viewer limit", err)
@@ -304,11 +311,7 @@ func TestWHEPViewerLimit(t *testing.T) {
 func TestWHEPTrickleAndPreflight(t *testing.T) {
 	leakcheck.Check(t)
 	ts := startServer(t, nil)
-	c, err := dial(t, ts, func(*rtp.Packet) {})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := viewer(t, ts)
 	ufrag := c.PeerConnection().LocalDescription().SDP
 	ufrag = ufrag[strings.Index(ufrag, "a=ice-ufrag:")+len("a=ice-ufrag:"):]
 	ufrag = ufrag[:strings.IndexAny(ufrag, "\r\n")]
@@ -339,11 +342,7 @@ func TestWHEPTrickleAndPreflight(t *testing.T) {
 func TestPLIBecomesKeyframeRequest(t *testing.T) {
 	leakcheck.Check(t)
 	ts := startServer(t, nil)
-	c, err := dial(t, ts, func(*rtp.Packet) {})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := viewer(t, ts)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	before := ts.keyframes.Load()

@@ -42,18 +42,8 @@ func (s *Server) handleWHEPOffer(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusNotFound, fmt.Sprintf("%v: %q (streams: camera)", ErrNoStream, name))
 		return
 	}
-	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "application/sdp" {
-		httpError(w, http.StatusUnsupportedMediaType, "the offer must be sent as Content-Type: application/sdp")
-		return
-	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxOfferBytes))
-	if err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			httpError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("SDP offer larger than %d KiB", maxOfferBytes>>10))
-			return
-		}
-		httpError(w, http.StatusBadRequest, "reading offer: "+err.Error())
+	body, ok := readBody(w, r, "application/sdp", "SDP offer")
+	if !ok {
 		return
 	}
 	ufrag, err := checkOffer(body)
@@ -87,6 +77,26 @@ func (s *Server) handleWHEPOffer(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Accept-Patch", "application/trickle-ice-sdpfrag")
 	w.WriteHeader(http.StatusCreated)
 	_, _ = io.WriteString(w, answer)
+}
+
+// readBody checks the content type and reads at most maxOfferBytes, answering 415, 413 or 400
+// itself when it cannot.
+func readBody(w http.ResponseWriter, r *http.Request, contentType, what string) ([]byte, bool) {
+	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != contentType {
+		httpError(w, http.StatusUnsupportedMediaType, fmt.Sprintf("send the %s as Content-Type: %s", what, contentType))
+		return nil, false
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxOfferBytes))
+	var tooBig *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooBig):
+		httpError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("%s larger than %d KiB", what, maxOfferBytes>>10))
+		return nil, false
+	case err != nil:
+		httpError(w, http.StatusBadRequest, fmt.Sprintf("reading the %s: %v", what, err))
+		return nil, false
+	}
+	return body, true
 }
 
 // checkOffer parses the offer enough to give a precise error before pion is involved, and
@@ -166,7 +176,10 @@ func (s *Server) negotiate(ctx context.Context, sess *whepSession, offer string)
 	pc.OnConnectionStateChange(func(state webrtc.PeerConnectionState) {
 		switch state {
 		case webrtc.PeerConnectionStateConnected:
-			connectedOnce.Do(func() { close(connected) })
+			connectedOnce.Do(func() {
+				close(connected)
+				sess.down.connected()
+			})
 		case webrtc.PeerConnectionStateFailed, webrtc.PeerConnectionStateClosed:
 			s.endSession(sess, "connection "+state.String())
 		}
@@ -264,13 +277,8 @@ func (s *Server) handleWHEPPatch(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusNotFound, ErrNoSession.Error())
 		return
 	}
-	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "application/trickle-ice-sdpfrag" {
-		httpError(w, http.StatusUnsupportedMediaType, "PATCH takes Content-Type: application/trickle-ice-sdpfrag")
-		return
-	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxOfferBytes))
-	if err != nil {
-		httpError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("fragment larger than %d KiB", maxOfferBytes>>10))
+	body, ok := readBody(w, r, "application/trickle-ice-sdpfrag", "ICE fragment")
+	if !ok {
 		return
 	}
 	candidates, ufrag := parseTrickle(string(body))

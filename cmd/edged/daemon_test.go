@@ -124,10 +124,16 @@ func TestDaemonStreamsAndShutsDownWithin2s(t *testing.T) {
 		t.Fatalf("GET /: %d", code)
 	}
 	var packets atomic.Int64
+	var firstPacket atomic.Int64
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	joined := time.Now()
 	c, err := whepclient.Dial(ctx, whepclient.Options{URL: d.url + "/whep/camera", Token: testToken, LoopbackOnly: true},
-		func(*rtp.Packet) { packets.Add(1) })
+		func(*rtp.Packet) {
+			if packets.Add(1) == 1 {
+				firstPacket.Store(int64(time.Since(joined)))
+			}
+		})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,6 +144,7 @@ func TestDaemonStreamsAndShutsDownWithin2s(t *testing.T) {
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
+	t.Logf("first video packet %v after the viewer posted its offer", time.Duration(firstPacket.Load()))
 	if code, body := d.get(t, "/api/status", testToken); code != 200 || !strings.Contains(body, `"live":true`) || !strings.Contains(body, `"viewers":1`) {
 		t.Errorf("status while streaming to one viewer: %d %s", code, body)
 	}

@@ -26,8 +26,9 @@ type Sink interface {
 	WriteAccessUnit(au media.AccessUnit)
 }
 
-// MinKeyframeGap is the shortest time between two keyframes made on request: a storm of
-// PLIs from many viewers costs one IDR per gap, not one each.
+// MinKeyframeGap is the shortest time between two keyframes forced on request: a storm of
+// PLIs from many viewers costs one IDR per gap, not one each. Periodic keyframes do not
+// count, so a viewer joining just after one is not kept waiting.
 const MinKeyframeGap = 500 * time.Millisecond
 
 // Config wires a pipeline.
@@ -52,8 +53,8 @@ type Pipeline struct {
 	// Keyframe requests are counted rather than flagged so that an IDR encoded while a new
 	// request arrives does not swallow it: the request is served only by a later IDR.
 	keyframeRequests atomic.Uint64
-	keyframeServed   uint64 // owned by the encode goroutine
-	lastKeyframe     time.Time
+	keyframeServed   uint64    // owned by the encode goroutine
+	lastForced       time.Time // when a keyframe was last forced on request
 	bitrate          atomic.Int64 // pending bitrate change, 0 when none
 
 	lastOutput atomic.Int64 // unix nanoseconds of the last access unit handed to the sink
@@ -127,8 +128,9 @@ func (p *Pipeline) handle(f *media.Frame) {
 	}
 	requests := p.keyframeRequests.Load()
 	now := time.Now()
-	if requests != p.keyframeServed && now.Sub(p.lastKeyframe) >= MinKeyframeGap {
+	if requests != p.keyframeServed && now.Sub(p.lastForced) >= MinKeyframeGap {
 		p.enc.RequestKeyframe()
+		p.lastForced = now
 	}
 	au, err := p.enc.Encode(f)
 	if err != nil {
@@ -139,8 +141,7 @@ func (p *Pipeline) handle(f *media.Frame) {
 	if len(au.Data) == 0 {
 		return
 	}
-	if au.Keyframe {
-		p.lastKeyframe = now
+	if au.Keyframe { // forced or periodic, it serves every request made before this frame
 		p.keyframeServed = requests
 	}
 	p.sink.WriteAccessUnit(au)

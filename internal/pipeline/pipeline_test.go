@@ -137,8 +137,12 @@ func TestRequestDuringNaturalKeyframeIsStillServed(t *testing.T) {
 		time.Sleep(time.Second)
 		cancel()
 		synctest.Wait()
-		if _, keys := rec.snapshot(); len(keys) != 2 {
+		_, keys := rec.snapshot()
+		if len(keys) != 2 {
 			t.Fatalf("%d keyframes; want the natural one and one for the request made while it was sent", len(keys))
+		}
+		if gap := keys[1].Sub(keys[0]); gap > 10*time.Millisecond {
+			t.Errorf("the request waited %v behind a periodic keyframe; want the next frame", gap)
 		}
 	})
 }
