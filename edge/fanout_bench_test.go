@@ -16,8 +16,11 @@ import (
 // discardWriter stands in for a viewer's SRTP stream: it counts packets and drops them.
 type discardWriter struct{ packets int }
 
-func (w *discardWriter) WriteRTP(_ *rtp.Header, p []byte) (int, error) { w.packets++; return len(p), nil }
-func (w *discardWriter) Write(b []byte) (int, error)               { return len(b), nil }
+func (w *discardWriter) WriteRTP(_ *rtp.Header, p []byte) (int, error) {
+	w.packets++
+	return len(p), nil
+}
+func (w *discardWriter) Write(b []byte) (int, error) { return len(b), nil }
 
 type fakeBinding struct {
 	w    *discardWriter

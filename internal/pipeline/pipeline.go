@@ -53,8 +53,8 @@ type Pipeline struct {
 	// Keyframe requests are counted rather than flagged so that an IDR encoded while a new
 	// request arrives does not swallow it: the request is served only by a later IDR.
 	keyframeRequests atomic.Uint64
-	keyframeServed   uint64    // owned by the encode goroutine
-	lastForced       time.Time // when a keyframe was last forced on request
+	keyframeServed   uint64       // owned by the encode goroutine
+	lastForced       time.Time    // when a keyframe was last forced on request
 	bitrate          atomic.Int64 // pending bitrate change, 0 when none
 
 	lastOutput atomic.Int64 // unix nanoseconds of the last access unit handed to the sink
