@@ -49,6 +49,15 @@ type Frame struct {
 	// CaptureTime is when the picture was taken, from the kernel buffer timestamp where the
 	// source has one, converted to wall-clock time.
 	CaptureTime time.Time
+	// DMABuf, when not nil, is the frame's memory exported by the kernel (VIDIOC_EXPBUF), so a
+	// hardware encoder can import it without a CPU copy. The source owns the descriptor.
+	DMABuf *DMABuf
+}
+
+// DMABuf is a kernel buffer shared by file descriptor.
+type DMABuf struct {
+	FD     int
+	Length int // bytes of the whole buffer, all planes
 }
 
 // AccessUnit is one encoded picture: H.264 NAL units in Annex-B byte-stream form.
