@@ -42,6 +42,7 @@ type Config struct {
 type StreamStatus struct {
 	Live        bool    `json:"live"`
 	Starting    bool    `json:"starting"` // not live yet, nothing wrong: viewers are accepted
+	Privacy     bool    `json:"privacy"`  // privacy mute: viewers see black
 	Source      string  `json:"source"`
 	Encoder     string  `json:"encoder"`
 	Width       int     `json:"width"`

@@ -18,7 +18,9 @@ import (
 
 	"github.com/pion/rtp"
 
+	"github.com/edgeflux/edge/device/testpattern"
 	"github.com/edgeflux/edge/internal/leakcheck"
+	"github.com/edgeflux/edge/internal/media"
 	"github.com/edgeflux/edge/internal/whepclient"
 )
 
@@ -35,6 +37,11 @@ type daemon struct {
 // overrides EDGED_* settings.
 func startDaemon(t testing.TB, env ...string) *daemon {
 	t.Helper()
+	return startDaemonWith(t, &runHooks{}, env...)
+}
+
+func startDaemonWith(t testing.TB, hooks *runHooks, env ...string) *daemon {
+	t.Helper()
 	environ := append([]string{
 		"EDGED_AUTH_TOKEN=" + testToken,
 		"EDGED_CAMERA_DEVICE=synthetic",
@@ -50,7 +57,8 @@ func startDaemon(t testing.TB, env ...string) *daemon {
 	result := make(chan error, 1)
 	stderr := &lockedBuffer{}
 	go func() {
-		result <- run(ctx, nil, io.Discard, stderr, environ, func(a string) { addr <- a })
+		hooks.started = func(a string) { addr <- a }
+		result <- run(ctx, nil, io.Discard, stderr, environ, hooks)
 	}()
 	d := &daemon{stderr: stderr}
 	select {
@@ -155,16 +163,39 @@ func TestDaemonStreamsAndShutsDownWithin2s(t *testing.T) {
 	c.Close()
 }
 
-func TestDaemonTellsSystemdReadyAndPingsWatchdogWhileStreaming(t *testing.T) {
+// fakeSystemd is the notify socket systemd gives a Type=notify service with WatchdogSec.
+func fakeSystemd(t *testing.T, watchdog time.Duration) *net.UnixConn {
+	t.Helper()
 	path := filepath.Join(t.TempDir(), "notify.sock")
 	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
+	t.Cleanup(func() { conn.Close() })
 	t.Setenv("NOTIFY_SOCKET", path)
-	t.Setenv("WATCHDOG_USEC", "600000")
+	t.Setenv("WATCHDOG_USEC", strconv.Itoa(int(watchdog.Microseconds())))
 	t.Setenv("WATCHDOG_PID", strconv.Itoa(os.Getpid()))
+	return conn
+}
+
+// countPings reads notify messages for d and counts watchdog pings.
+func countPings(conn *net.UnixConn, d time.Duration) (pings int) {
+	buf := make([]byte, 4096)
+	deadline := time.Now().Add(d)
+	for {
+		conn.SetReadDeadline(deadline)
+		n, err := conn.Read(buf)
+		if err != nil {
+			return pings
+		}
+		if strings.Contains(string(buf[:n]), "WATCHDOG=1") {
+			pings++
+		}
+	}
+}
+
+func TestDaemonTellsSystemdReadyAndPingsWatchdogWhileStreaming(t *testing.T) {
+	conn := fakeSystemd(t, 600*time.Millisecond)
 	d := startDaemon(t, "EDGED_CAMERA_WIDTH=320", "EDGED_CAMERA_HEIGHT=240")
 
 	var ready, pings int
@@ -187,5 +218,44 @@ func TestDaemonTellsSystemdReadyAndPingsWatchdogWhileStreaming(t *testing.T) {
 	d.stop()
 	if ready != 1 || pings < 3 {
 		t.Fatalf("READY sent %d times, %d watchdog pings in 3 s of streaming; want 1 and at least 3\n%s", ready, pings, d.stderr)
+	}
+}
+
+// stallableSource is the test pattern with a switch that freezes it, as a wedged camera would.
+type stallableSource struct {
+	tp      *testpattern.Source
+	stalled atomic.Bool
+}
+
+func (s *stallableSource) Run(ctx context.Context, emit func(*media.Frame)) error {
+	return s.tp.Run(ctx, func(f *media.Frame) {
+		for s.stalled.Load() && ctx.Err() == nil {
+			time.Sleep(10 * time.Millisecond)
+		}
+		emit(f)
+	})
+}
+
+// TestWatchdogStopsWhenFramesStop: a stalled source stops the watchdog pings, so systemd
+// restarts edged; when frames flow again, so do the pings.
+func TestWatchdogStopsWhenFramesStop(t *testing.T) {
+	conn := fakeSystemd(t, 300*time.Millisecond)
+	tp, err := testpattern.New(testpattern.Config{Width: 320, Height: 240, FPS: 30})
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := &stallableSource{tp: tp}
+	startDaemonWith(t, &runHooks{source: src}, "EDGED_CAMERA_WIDTH=320", "EDGED_CAMERA_HEIGHT=240")
+
+	flowing := countPings(conn, time.Second)
+	src.stalled.Store(true)
+	countPings(conn, 2500*time.Millisecond) // the health check allows 2 s without a frame
+	stalled := countPings(conn, 1500*time.Millisecond)
+	src.stalled.Store(false)
+	countPings(conn, 300*time.Millisecond)
+	resumed := countPings(conn, time.Second)
+	t.Logf("watchdog pings per second: %d flowing, %d stalled, %d resumed", flowing, stalled, resumed)
+	if flowing < 5 || stalled != 0 || resumed < 5 {
+		t.Fatalf("pings: %d while flowing, %d during a stall, %d after it; want about 10, 0, 10", flowing, stalled, resumed)
 	}
 }

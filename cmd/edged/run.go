@@ -31,11 +31,17 @@ var version = "dev"
 // shutdownGrace bounds how long a clean shutdown may take before run gives up waiting.
 const shutdownGrace = 2 * time.Second
 
-// started tells a caller (tests) where the daemon listens once it serves.
-type started func(httpAddr string)
+// runHooks let tests observe and steer a daemon they run in-process; main passes nil.
+type runHooks struct {
+	started func(httpAddr string) // called once edged serves
+	source  pipeline.Source       // replaces the configured camera
+}
 
 // run is the composition root: configuration, then camera -> encoder -> edge, then systemd.
-func run(ctx context.Context, args []string, stdout, stderr io.Writer, environ []string, onStart started) error {
+func run(ctx context.Context, args []string, stdout, stderr io.Writer, environ []string, hooks *runHooks) error {
+	if hooks == nil {
+		hooks = &runHooks{}
+	}
 	cfg, mode, err := loadConfig(args, stdout, environ)
 	if err != nil || mode != modeRun {
 		return err
@@ -54,6 +60,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, environ [
 	if err != nil {
 		return err
 	}
+	if hooks.source != nil {
+		src, srcName = hooks.source, "test"
+	}
 	enc, err := openEncoder(cfg.Encoder, w, h, fps)
 	if err != nil {
 		return err
@@ -70,7 +79,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, environ [
 	status := func() edge.StreamStatus {
 		ps := pipe.Status()
 		st := edge.StreamStatus{
-			Live: ps.Live, Starting: ps.Starting, Source: srcName, Encoder: enc.Name(), Width: w, Height: h,
+			Live: ps.Live, Starting: ps.Starting, Privacy: ps.Privacy, Source: srcName, Encoder: enc.Name(), Width: w, Height: h,
 			FPS: ps.FPS, BitrateKbps: ps.BitrateBps / 1000,
 		}
 		if ps.Err != nil {
@@ -108,12 +117,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, environ [
 	go func() { done <- srv.Serve(ctx, ln) }()
 	var helpers sync.WaitGroup
 	helpers.Go(func() {
-		sdnotify.Watchdog(ctx, log, func() (bool, string) { return flowing(pipe.LastOutput(), fps) })
+		sdnotify.Watchdog(ctx, log, func() (bool, string) { return flowing(pipe.LastProgress(), fps) })
 	})
 	helpers.Go(func() { reportStatus(ctx, status, srv.Viewers) })
 	sdnotify.Ready("starting " + srcName)
-	if onStart != nil {
-		onStart(ln.Addr().String())
+	if hooks.started != nil {
+		hooks.started(ln.Addr().String())
 	}
 
 	// The first goroutine to end (or a signal) ends them all.
@@ -268,8 +277,8 @@ func encoderReason(backend string) string {
 	return "no hardware encoder backend in this build"
 }
 
-// flowing is the watchdog's health check: media left the encoder within the last few frame
-// intervals (and never less than 2 s, so a slow first keyframe is not a stall).
+// flowing is the watchdog's health check: the pipeline made progress within the last few
+// frame intervals (and never less than 2 s, so a slow first keyframe is not a stall).
 func flowing(last time.Time, fps int) (bool, string) {
 	if last.IsZero() {
 		return false, "no frame encoded yet"

@@ -57,7 +57,14 @@ type Pipeline struct {
 	lastForced       time.Time    // when a keyframe was last forced on request
 	bitrate          atomic.Int64 // pending bitrate change, 0 when none
 
-	lastOutput atomic.Int64 // unix nanoseconds of the last access unit handed to the sink
+	// privacy replaces every camera frame with a black one before the encoder sees it; paused
+	// (the appliance left the call) drops frames before encoding. Both are set from any
+	// goroutine and read per frame.
+	privacy, paused atomic.Bool
+	black           *media.Frame // the privacy picture, made at the camera's size on first use
+
+	lastOutput   atomic.Int64 // unix nanoseconds of the last access unit handed to the sink
+	lastProgress atomic.Int64 // unix nanoseconds of the last frame handled as intended
 
 	created time.Time
 
@@ -121,6 +128,13 @@ func (p *Pipeline) Run(ctx context.Context) error {
 // handle runs on the source's goroutine for every frame: encoding in line keeps capture to
 // packet latency at one encode time, and a slow encoder slows capture instead of queueing.
 func (p *Pipeline) handle(f *media.Frame) {
+	if p.paused.Load() {
+		p.lastProgress.Store(time.Now().UnixNano()) // not a stall: nobody wants pictures
+		return
+	}
+	if p.privacy.Load() {
+		f = p.privacyFrame(f)
+	}
 	if bps := p.bitrate.Swap(0); bps > 0 {
 		if err := p.enc.SetBitrate(int(bps)); err != nil {
 			p.log.Warn("bitrate change failed", "bps", bps, "err", err)
@@ -151,6 +165,7 @@ func (p *Pipeline) handle(f *media.Frame) {
 func (p *Pipeline) observe(n int) {
 	now := time.Now()
 	p.lastOutput.Store(now.UnixNano())
+	p.lastProgress.Store(now.UnixNano())
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.err = nil
@@ -165,6 +180,49 @@ func (p *Pipeline) observe(n int) {
 
 // statusWindow is how far back frame rate and bitrate are averaged.
 const statusWindow = 2 * time.Second
+
+// privacyFrame returns a black I420 picture standing in for f: same size, number and time,
+// none of its pixels.
+func (p *Pipeline) privacyFrame(f *media.Frame) *media.Frame {
+	if p.black == nil || p.black.Width != f.Width || p.black.Height != f.Height {
+		w, h := f.Width, f.Height
+		buf := make([]byte, w*h+2*(w/2)*(h/2))
+		for i := range buf {
+			buf[i] = 128 // neutral chroma
+		}
+		for i := range w * h {
+			buf[i] = 16 // video black
+		}
+		p.black = &media.Frame{Format: media.PixelFormatI420, Width: w, Height: h,
+			Planes:  [3][]byte{buf[:w*h], buf[w*h : w*h+w*h/4], buf[w*h+w*h/4:]},
+			Strides: [3]int{w, w / 2, w / 2}}
+	}
+	black := *p.black
+	black.Seq, black.CaptureTime = f.Seq, f.CaptureTime
+	return &black
+}
+
+// SetPrivacy turns privacy mute on or off: while on, no camera picture reaches the encoder,
+// viewers see black. The switch takes effect on the next frame. Safe from any goroutine.
+func (p *Pipeline) SetPrivacy(on bool) {
+	if p.privacy.Swap(on) != on {
+		p.RequestKeyframe() // viewers see the change at once, not at the next periodic IDR
+	}
+}
+
+// Privacy reports whether privacy mute is on.
+func (p *Pipeline) Privacy() bool { return p.privacy.Load() }
+
+// SetPaused stops (or resumes) encoding while the camera keeps running: the appliance has
+// left the call. Safe from any goroutine.
+func (p *Pipeline) SetPaused(on bool) {
+	if p.paused.Swap(on) && !on {
+		p.RequestKeyframe() // rejoining viewers need a picture to start from
+	}
+}
+
+// Paused reports whether the pipeline is paused.
+func (p *Pipeline) Paused() bool { return p.paused.Load() }
 
 // RequestKeyframe asks for an IDR soon; requests are coalesced and at most one IDR per
 // MinKeyframeGap is forced. Safe from any goroutine.
@@ -185,10 +243,22 @@ func (p *Pipeline) LastOutput() time.Time {
 // startGrace is how long a new pipeline counts as starting rather than down.
 const startGrace = 5 * time.Second
 
+// LastProgress is when the pipeline last handled a frame as intended: encoded and sent, or
+// deliberately dropped while paused. The watchdog uses it: a stall is no progress at all.
+func (p *Pipeline) LastProgress() time.Time {
+	ns := p.lastProgress.Load()
+	if ns == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, ns)
+}
+
 // Status is a snapshot of the flow of media.
 type Status struct {
 	Live       bool
 	Starting   bool  // no frame yet, no failure yet, still within startGrace
+	Paused     bool  // left the call on purpose
+	Privacy    bool  // viewers see black
 	Err        error // why it is neither live nor starting
 	FPS        float64
 	BitrateBps float64
@@ -199,7 +269,7 @@ type Status struct {
 func (p *Pipeline) Status() Status {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	s := Status{Err: p.err, Encoded: p.encoded}
+	s := Status{Err: p.err, Encoded: p.encoded, Paused: p.paused.Load(), Privacy: p.privacy.Load()}
 	now := time.Now()
 	var bytes int
 	var frames int
@@ -209,8 +279,11 @@ func (p *Pipeline) Status() Status {
 			frames++
 		}
 	}
-	s.Live = frames > 0 && p.err == nil
-	s.Starting = !s.Live && p.err == nil && p.encoded == 0 && now.Sub(p.created) < startGrace
+	s.Live = frames > 0 && p.err == nil && !s.Paused
+	s.Starting = !s.Live && !s.Paused && p.err == nil && p.encoded == 0 && now.Sub(p.created) < startGrace
+	if s.Paused && s.Err == nil {
+		s.Err = errors.New("the appliance has left the call")
+	}
 	if !s.Live && !s.Starting && s.Err == nil {
 		s.Err = errors.New("no frames for " + statusWindow.String())
 	}

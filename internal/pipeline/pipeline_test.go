@@ -27,7 +27,9 @@ func (s *fakeSource) Run(ctx context.Context, emit func(*media.Frame)) error {
 			return nil
 		case <-time.After(s.interval):
 		}
-		emit(&media.Frame{Format: media.PixelFormatI420, Width: 2, Height: 2, Seq: s.seq, CaptureTime: time.Now()})
+		// Camera pixels are 200 everywhere: nothing the privacy picture could contain.
+		emit(&media.Frame{Format: media.PixelFormatI420, Width: 2, Height: 2, Seq: s.seq, CaptureTime: time.Now(),
+			Planes: [3][]byte{{200, 200, 200, 200}, {200}, {200}}, Strides: [3]int{2, 1, 1}})
 		s.seq++
 		if s.failAfter > 0 && n == s.failAfter {
 			return errors.New("device unplugged")
@@ -37,6 +39,7 @@ func (s *fakeSource) Run(ctx context.Context, emit func(*media.Frame)) error {
 
 // fakeEncoder makes every frame an access unit; keyframes when requested or every gop frames.
 type fakeEncoder struct {
+	lumas    []byte // first luma byte of every frame encoded
 	gop      int
 	frames   int
 	forceKey bool
@@ -48,6 +51,7 @@ func (e *fakeEncoder) Encode(f *media.Frame) (media.AccessUnit, error) {
 	if e.fail {
 		return media.AccessUnit{}, errors.New("wedged")
 	}
+	e.lumas = append(e.lumas, f.Planes[0][0])
 	key := e.forceKey || (e.gop > 0 && e.frames%e.gop == 0)
 	e.forceKey = false
 	e.frames++
@@ -226,6 +230,62 @@ func TestStartingIsNotDown(t *testing.T) {
 		time.Sleep(startGrace + time.Second)
 		if st := p.Status(); st.Starting || st.Err == nil {
 			t.Fatalf("no frame after %v: %+v; want down with a reason", startGrace, st)
+		}
+	})
+}
+
+func TestPrivacyMuteNeverEncodesCameraPixels(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		enc := &fakeEncoder{}
+		rec := &recorder{}
+		p, cancel := start(t, &fakeSource{interval: 10 * time.Millisecond}, enc, rec)
+		time.Sleep(55 * time.Millisecond)
+		p.SetPrivacy(true)
+		time.Sleep(100 * time.Millisecond)
+		muted := len(enc.lumas)
+		p.SetPrivacy(false)
+		time.Sleep(MinKeyframeGap) // the second switch's keyframe waits out the throttle
+		cancel()
+		synctest.Wait()
+		if !slicesEqual(enc.lumas[:5], 200) || !slicesEqual(enc.lumas[5:muted], 16) || !slicesEqual(enc.lumas[muted:], 200) {
+			t.Fatalf("luma per encoded frame: %v; want camera (200), then only black (16) while muted, then camera", enc.lumas)
+		}
+		if _, keys := rec.snapshot(); len(keys) < 2 {
+			t.Errorf("%d keyframes: switching privacy on and off should each bring one", len(keys))
+		}
+	})
+}
+
+func slicesEqual(b []byte, v byte) bool {
+	for _, x := range b {
+		if x != v {
+			return false
+		}
+	}
+	return len(b) > 0
+}
+
+func TestPausedSendsNothingButIsNotAStall(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		rec := &recorder{}
+		p, _ := start(t, &fakeSource{interval: 10 * time.Millisecond}, &fakeEncoder{}, rec)
+		time.Sleep(55 * time.Millisecond)
+		p.SetPaused(true)
+		time.Sleep(time.Millisecond)
+		before, _ := rec.snapshot()
+		time.Sleep(3 * time.Second)
+		after, _ := rec.snapshot()
+		st := p.Status()
+		if after != before || st.Live || !st.Paused || st.Err == nil {
+			t.Fatalf("paused: %d frames sent, status %+v; want none, paused with a reason", after-before, st)
+		}
+		if time.Since(p.LastProgress()) > 20*time.Millisecond {
+			t.Errorf("LastProgress %v old while paused with the camera running: the watchdog would call it a stall", time.Since(p.LastProgress()))
+		}
+		p.SetPaused(false)
+		time.Sleep(50 * time.Millisecond)
+		if _, keys := rec.snapshot(); len(keys) == 0 {
+			t.Error("rejoining did not start with a keyframe")
 		}
 	})
 }
