@@ -374,3 +374,38 @@ func TestPageGetsTokenOnlyWhenTrustedAndLocal(t *testing.T) {
 		}
 	}
 }
+
+func TestSwitchEndpoints(t *testing.T) {
+	var privacy, joined []bool
+	ts := startServer(t, func(c *Config) {
+		c.SetPrivacy = func(on bool) { privacy = append(privacy, on) }
+		c.SetInCall = func(j bool) { joined = append(joined, j) }
+	})
+	tests := []struct {
+		name, path, token, body string
+		code                    int
+	}{
+		{"privacy on", "/api/privacy", testToken, `{"on": true}`, 200},
+		{"privacy off", "/api/privacy", testToken, `{"on": false}`, 200},
+		{"leave", "/api/call", testToken, `{"joined": false}`, 200},
+		{"no token", "/api/privacy", "", `{"on": true}`, 401},
+		{"wrong field", "/api/privacy", testToken, `{"joined": true}`, 400},
+		{"not a bool", "/api/privacy", testToken, `{"on": "yes"}`, 400},
+		{"two fields", "/api/privacy", testToken, `{"on": true, "off": true}`, 400},
+		{"garbage", "/api/call", testToken, `{{`, 400},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if code, h := request(t, http.MethodPost, ts.url+tc.path, tc.token, "application/json", tc.body); code != tc.code {
+				t.Errorf("%d %q; want %d", code, h.Get("X-Test-Body"), tc.code)
+			}
+		})
+	}
+	if fmt.Sprint(privacy) != "[true false]" || fmt.Sprint(joined) != "[false]" {
+		t.Errorf("switches reached the daemon as privacy %v, joined %v; want [true false] and [false]", privacy, joined)
+	}
+	unwired := startServer(t, nil)
+	if code, _ := request(t, http.MethodPost, unwired.url+"/api/privacy", testToken, "application/json", `{"on": true}`); code != 501 {
+		t.Errorf("a server without the switch answered %d; want 501", code)
+	}
+}

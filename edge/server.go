@@ -36,6 +36,10 @@ type Config struct {
 
 	// Status says whether the published media flows and what it is; the edge knows no camera.
 	Status func() StreamStatus
+	// SetPrivacy and SetInCall carry operators' and the page's switches to the daemon; nil
+	// leaves the endpoints answering 501.
+	SetPrivacy func(on bool)
+	SetInCall  func(joined bool)
 }
 
 // StreamStatus is what /api/status reports and the page shows.
@@ -43,6 +47,7 @@ type StreamStatus struct {
 	Live        bool    `json:"live"`
 	Starting    bool    `json:"starting"` // not live yet, nothing wrong: viewers are accepted
 	Privacy     bool    `json:"privacy"`  // privacy mute: viewers see black
+	InCall      bool    `json:"in_call"`  // false after the appliance left the call
 	Source      string  `json:"source"`
 	Encoder     string  `json:"encoder"`
 	Width       int     `json:"width"`
@@ -112,6 +117,8 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("GET /{$}", s.handleIndex)
 	s.mux.Handle("GET /", http.FileServerFS(static))
 	s.mux.HandleFunc("GET /api/status", requireToken(s.cfg.Token, s.handleStatus))
+	s.mux.HandleFunc("POST /api/privacy", requireToken(s.cfg.Token, s.handleSwitch("on", s.cfg.SetPrivacy)))
+	s.mux.HandleFunc("POST /api/call", requireToken(s.cfg.Token, s.handleSwitch("joined", s.cfg.SetInCall)))
 	s.mux.HandleFunc("POST /whep/{stream}", requireToken(s.cfg.Token, s.handleWHEPOffer))
 	s.mux.HandleFunc("PATCH /whep/{stream}/sessions/{id}", requireToken(s.cfg.Token, s.handleWHEPPatch))
 	s.mux.HandleFunc("DELETE /whep/{stream}/sessions/{id}", requireToken(s.cfg.Token, s.handleWHEPDelete))
@@ -178,6 +185,25 @@ func (s *Server) handleStatus(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	_ = json.NewEncoder(w).Encode(st)
+}
+
+// handleSwitch serves a JSON body {"<field>": true|false} by calling set, then answers with
+// the status so the caller sees the effect.
+func (s *Server) handleSwitch(field string, set func(bool)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if set == nil {
+			httpError(w, http.StatusNotImplemented, "this appliance has no such switch")
+			return
+		}
+		var body map[string]*bool
+		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<10))
+		if err := dec.Decode(&body); err != nil || len(body) != 1 || body[field] == nil {
+			httpError(w, http.StatusBadRequest, fmt.Sprintf(`send a JSON object {"%s": true} or {"%s": false}`, field, field))
+			return
+		}
+		set(*body[field])
+		s.handleStatus(w, r)
+	}
 }
 
 // Serve serves HTTP on ln until ctx is done, then shuts down within the grace period.

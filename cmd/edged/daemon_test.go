@@ -125,6 +125,20 @@ func (d *daemon) get(t testing.TB, path, token string) (int, string) {
 	return resp.StatusCode, string(body)
 }
 
+func (d *daemon) post(t testing.TB, path, body string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, d.url+path, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+testToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("POST %s %s: %d", path, body, resp.StatusCode)
+	}
+}
+
 func TestDaemonStreamsAndShutsDownWithin2s(t *testing.T) {
 	leakcheck.Check(t)
 	d := startDaemon(t, "EDGED_CAMERA_WIDTH=640", "EDGED_CAMERA_HEIGHT=480")

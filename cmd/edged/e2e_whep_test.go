@@ -159,3 +159,67 @@ func decodeWithFFmpeg(t *testing.T, annexB []byte, w, h int) [][]byte {
 	}
 	return frames
 }
+
+// TestE2EPrivacyMuteSendsNoCameraPicture watches 9 s of stream with privacy mute switched on
+// for the middle 3 s through the API, decodes everything and checks the viewer got camera
+// pictures, then only black ones, then camera pictures again.
+func TestE2EPrivacyMuteSendsNoCameraPicture(t *testing.T) {
+	const w, h = 640, 480
+	d := startDaemon(t, fmt.Sprintf("EDGED_CAMERA_WIDTH=%d", w), fmt.Sprintf("EDGED_CAMERA_HEIGHT=%d", h))
+	var mu sync.Mutex
+	var stream bytes.Buffer
+	var depack codecs.H264Packet
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c, err := whepclient.Dial(ctx, whepclient.Options{URL: d.url + "/whep/camera", Token: testToken, LoopbackOnly: true},
+		func(p *rtp.Packet) {
+			mu.Lock()
+			defer mu.Unlock()
+			if nal, err := depack.Unmarshal(p.Payload); err == nil {
+				stream.Write(nal)
+			}
+		})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	time.Sleep(3 * time.Second)
+	d.post(t, "/api/privacy", `{"on": true}`)
+	time.Sleep(3 * time.Second)
+	d.post(t, "/api/privacy", `{"on": false}`)
+	time.Sleep(3 * time.Second)
+	mu.Lock()
+	annexB := bytes.Clone(stream.Bytes())
+	mu.Unlock()
+
+	// Each decoded picture is camera (barcode readable), black, or neither (the one frame in
+	// which the switch happens may be either).
+	var phases []string
+	var blackFrames int
+	for _, y := range decodeWithFFmpeg(t, annexB, w, h) {
+		kind := "other"
+		if _, _, err := testpattern.Decode(y, w, w, h); err == nil {
+			kind = "camera"
+		} else if meanLuma(y) < 24 {
+			kind, blackFrames = "black", blackFrames+1
+		}
+		if len(phases) == 0 || phases[len(phases)-1] != kind {
+			phases = append(phases, kind)
+		}
+	}
+	t.Logf("phases %v, %d black pictures", phases, blackFrames)
+	if got := fmt.Sprint(phases); got != "[camera black camera]" {
+		t.Errorf("picture sequence %s; want [camera black camera]", got)
+	}
+	if blackFrames < 60 || blackFrames > 120 {
+		t.Errorf("%d black pictures for 3 s of mute at 30 fps", blackFrames)
+	}
+}
+
+func meanLuma(y []byte) float64 {
+	var sum int
+	for _, v := range y {
+		sum += int(v)
+	}
+	return float64(sum) / float64(len(y))
+}

@@ -79,7 +79,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, environ [
 	status := func() edge.StreamStatus {
 		ps := pipe.Status()
 		st := edge.StreamStatus{
-			Live: ps.Live, Starting: ps.Starting, Privacy: ps.Privacy, Source: srcName, Encoder: enc.Name(), Width: w, Height: h,
+			Live: ps.Live, Starting: ps.Starting, Privacy: ps.Privacy, InCall: !ps.Paused, Source: srcName, Encoder: enc.Name(), Width: w, Height: h,
 			FPS: ps.FPS, BitrateKbps: ps.BitrateBps / 1000,
 		}
 		if ps.Err != nil {
@@ -91,7 +91,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, environ [
 		Token: cfg.Auth.Token, TrustLoopback: cfg.Auth.TrustLoopback,
 		UDPPort: cfg.WebRTC.UDPPort, Interfaces: cfg.WebRTC.Interfaces, IncludeLoopback: cfg.WebRTC.IncludeLoopback,
 		MDNS: cfg.WebRTC.MDNS, NAT1To1IPs: cfg.WebRTC.NAT1To1IPs, MaxViewers: cfg.WebRTC.MaxViewers,
-		Status: status,
+		Status:     status,
+		SetPrivacy: func(on bool) { setPrivacy(pipe, log, on) },
+		SetInCall:  func(joined bool) { setInCall(pipe, log, joined) },
 	}, log.With("component", "edge"))
 	if err != nil {
 		return err
@@ -151,6 +153,21 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, environ [
 		log.Warn("shutdown grace period passed; exiting anyway", "grace", shutdownGrace)
 	}
 	return firstErr
+}
+
+// setPrivacy and setInCall are the appliance's two switches, for buttons and the API alike.
+func setPrivacy(pipe *pipeline.Pipeline, log *slog.Logger, on bool) {
+	if pipe.Privacy() != on {
+		log.Info("privacy mute", "on", on)
+	}
+	pipe.SetPrivacy(on)
+}
+
+func setInCall(pipe *pipeline.Pipeline, log *slog.Logger, joined bool) {
+	if pipe.Paused() == joined {
+		log.Info("call", "joined", joined)
+	}
+	pipe.SetPaused(!joined)
 }
 
 type runMode int
