@@ -181,7 +181,7 @@ const (
 func loadConfig(args []string, stdout io.Writer, environ []string) (config.Config, runMode, error) {
 	fset := flag.NewFlagSet("edged", flag.ContinueOnError)
 	fset.SetOutput(stdout)
-	path := fset.String("config", envValue(environ, "EDGED_CONFIG"), "configuration file (YAML); env EDGED_CONFIG")
+	path := fset.String("config", envValue(environ, config.EnvConfigPath), "configuration file (YAML); env EDGED_CONFIG")
 	check := fset.Bool("check-config", false, "validate the configuration and exit")
 	showVersion := fset.Bool("version", false, "print the version and exit")
 	listen := fset.String("listen", "", "HTTP listen address, overrides http.listen")

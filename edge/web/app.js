@@ -288,8 +288,9 @@ async function checkStatus() {
   if (!status || edge.state !== 'live') return;
   if (status.unauthorized) return fail(new StreamError('access token rejected', { state: 'unauthorized' }));
   const viewers = Number(status.viewers) || 0;
-  ui.source.textContent = [status.source, status.encoder, `${viewers} viewer${viewers === 1 ? '' : 's'}`]
-    .filter(Boolean).join(' · ');
+  // Privacy mute sends black pictures: say why the picture is black.
+  ui.source.textContent = [status.privacy ? 'privacy mute on' : '', status.source, status.encoder,
+    `${viewers} viewer${viewers === 1 ? '' : 's'}`].filter(Boolean).join(' · ');
   if (status.live === false) restart(status.error || 'stream is not live');
 }
 
