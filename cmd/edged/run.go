@@ -20,7 +20,6 @@ import (
 	"github.com/edgeflux/edge/encoder/openh264"
 	"github.com/edgeflux/edge/internal/config"
 	"github.com/edgeflux/edge/internal/logging"
-	"github.com/edgeflux/edge/internal/media"
 	"github.com/edgeflux/edge/internal/pipeline"
 	"github.com/edgeflux/edge/internal/sdnotify"
 )
@@ -243,37 +242,17 @@ func openSource(c config.Camera, log *slog.Logger) (src pipeline.Source, name st
 		return tp, "synthetic", c.Width, c.Height, c.FPS, nil
 	}
 	camCfg := camera.Config{Device: device, Format: c.Format, Width: c.Width, Height: c.Height, FPS: c.FPS}
-	cam, err := camera.Open(camCfg, log.With("component", "camera"))
+	// The source opens the device for every run of the pipeline and closes it after, so the
+	// pipeline's retry brings back an unplugged and replugged camera, or a wedged stream.
+	cam := camera.NewSource(camCfg, log.With("component", "camera"))
+	m, err := cam.Probe()
 	if err != nil {
 		// Serve anyway: viewers are told the stream is down, and the pipeline keeps trying
 		// the camera, so plugging it in later needs no restart.
 		log.Error("camera unavailable; will keep trying", "device", device, "err", err)
-		return &reopeningCamera{cfg: camCfg, log: log}, device, c.Width, c.Height, c.FPS, nil
+		return cam, device, c.Width, c.Height, c.FPS, nil
 	}
-	m := cam.Mode()
-	return &reopeningCamera{cfg: camCfg, cam: cam, log: log}, device, m.Width, m.Height, m.FPS, nil
-}
-
-// reopeningCamera closes the camera when capture fails and opens it again on the next Run,
-// so the pipeline's retry survives an unplugged and replugged camera.
-type reopeningCamera struct {
-	cfg camera.Config
-	cam *camera.Camera
-	log *slog.Logger
-}
-
-func (r *reopeningCamera) Run(ctx context.Context, emit func(*media.Frame)) error {
-	if r.cam == nil {
-		cam, err := camera.Open(r.cfg, r.log.With("component", "camera"))
-		if err != nil {
-			return err
-		}
-		r.cam = cam
-	}
-	err := r.cam.Run(ctx, emit)
-	r.cam.Close()
-	r.cam = nil
-	return err
+	return cam, device, m.Width, m.Height, m.FPS, nil
 }
 
 func openEncoder(c config.Encoder, w, h, fps int) (encoder.Encoder, error) {

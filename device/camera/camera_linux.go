@@ -12,7 +12,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unsafe"
 
 	"github.com/blackjack/webcam"
 	"golang.org/x/sys/unix"
@@ -27,6 +26,12 @@ const (
 	// stallAfter is how long Run waits for a frame before giving up with ErrStalled; running
 	// it again restarts streaming, which revives a stuck sensor or UVC stream.
 	stallAfter = 10 * time.Second
+	// maxBadBuffers is how many unusable buffers in a row (flagged V4L2_BUF_FLAG_ERROR, or
+	// short) make Run give up with ErrBadBuffers, so that a retry resets the stream.
+	maxBadBuffers = 10
+	// maxSeqStep is the largest jump of the driver's sequence number taken as dropped
+	// frames; a larger one (or one backwards) is a driver that restarted counting.
+	maxSeqStep = 1 << 16
 )
 
 // Camera is an open capture device with a negotiated mode.
@@ -43,18 +48,22 @@ type Camera struct {
 	cancel context.CancelFunc // of the Run in progress, nil when none
 	done   chan struct{}      // closed when that Run has stopped streaming
 
-	seq          uint64 // next Frame.Seq; owned by the running Run
+	seq          uint64 // the next Frame.Seq if no frame is dropped; owned by the running Run
 	frames       atomic.Uint64
 	shortBuffers atomic.Uint64
+	errorBuffers atomic.Uint64
+	dropped      atomic.Uint64
+	untimed      atomic.Uint64
 }
 
-// stream is the kernel capture queue that Run drives. The blackjack/webcam implementation
-// below hides the kernel's buffer timestamp, sequence and flags; a replacement that talks to
-// V4L2 directly (kernel timestamps, DMABUF export) only has to satisfy this.
+// stream is the kernel capture queue that Run drives (mmapStream; fakes in tests).
 type stream interface {
 	start() error
-	// wait blocks until a buffer is ready (true) or about a second passes (false).
+	// wait blocks until a buffer is ready (true), or until about a second passes or
+	// interrupt is called (false).
 	wait() (bool, error)
+	// interrupt wakes a wait; safe from any goroutine.
+	interrupt()
 	dequeue() (dequeued, error)
 	requeue(index uint32) error
 	stop() error
@@ -63,9 +72,13 @@ type stream interface {
 
 // dequeued is one filled buffer, owned by the caller until requeued.
 type dequeued struct {
-	data  []byte // the mmap'd buffer, bytesused long
-	index uint32
-	at    time.Time // when the picture was taken
+	data    []byte // the mmap'd buffer, bytesused long
+	index   uint32
+	seq     uint32    // the driver's frame counter: a jump means it dropped frames
+	at      time.Time // when the picture was taken
+	untimed bool      // the driver gave no usable timestamp: at is when it was dequeued
+	failed  bool      // flagged V4L2_BUF_FLAG_ERROR: the contents are not to be trusted
+	dmabuf  *media.DMABuf
 }
 
 // Open opens the device, negotiates format, size and frame rate, and logs the choice and why.
@@ -99,16 +112,22 @@ func Open(cfg Config, log *slog.Logger) (*Camera, error) {
 	return nil, errors.Join(errs...)
 }
 
+// openDevice negotiates on one descriptor, which then streams. blackjack/webcam enumerates
+// what the device offers on a second, short-lived descriptor: it keeps its own descriptor
+// private and drops the buffer timestamps, so format, rate and streaming are set here, on
+// the descriptor that owns the buffers.
 func openDevice(dev string, cfg Config, log *slog.Logger) (*Camera, error) {
-	// A second descriptor for the queries blackjack/webcam does not offer (QUERYCAP's
-	// per-node caps, G_FMT's actual size and stride); it never sets anything, so it never
-	// takes the device's ownership away from the capture descriptor.
-	ctl, err := unix.Open(dev, unix.O_RDWR|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	fd, err := unix.Open(dev, unix.O_RDWR|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, openError(dev, err)
 	}
-	defer unix.Close(ctl)
-	vc, err := queryCap(ctl)
+	ok := false
+	defer func() {
+		if !ok {
+			unix.Close(fd)
+		}
+	}()
+	vc, err := queryCap(fd)
 	if err != nil {
 		return nil, fmt.Errorf("camera: open %s: %w: not a V4L2 device (VIDIOC_QUERYCAP: %w)", dev, ErrNotCapture, err)
 	}
@@ -125,29 +144,22 @@ func openDevice(dev string, cfg Config, log *slog.Logger) (*Camera, error) {
 	if err != nil {
 		return nil, openError(dev, err)
 	}
-	ok := false
-	defer func() {
-		if !ok {
-			cam.Close()
-		}
-	}()
-
-	o := enumerate(cam, ctl)
+	o := enumerate(cam, fd)
 	log.Debug("camera formats offered", "device", dev, "card", card, "offer", o.String())
 	ch, err := negotiate(o, cfg)
+	cam.Close() // only the streaming descriptor stays open
 	if err != nil {
 		return nil, fmt.Errorf("camera: negotiate %s (%s): %w", dev, card, err)
 	}
 
-	if _, _, _, err := cam.SetImageFormat(webcam.PixelFormat(ch.fourcc), uint32(ch.width), uint32(ch.height)); err != nil {
+	if err := setFormat(fd, ch.fourcc, ch.width, ch.height); err != nil {
 		if errors.Is(err, unix.EBUSY) {
 			return nil, fmt.Errorf("camera: set format %s on %s: %w (is another process capturing from it?)", ch.fourcc, dev, err)
 		}
 		return nil, fmt.Errorf("camera: set format %s %dx%d on %s: %w", ch.fourcc, ch.width, ch.height, dev, err)
 	}
-	// blackjack's SetImageFormat returns the size asked for, not the one set: read it back,
-	// with the stride, which it does not report at all.
-	pix, err := getFormat(ctl)
+	// Read back what the driver set, with its stride.
+	pix, err := getFormat(fd)
 	if err != nil {
 		return nil, fmt.Errorf("camera: read back format of %s: %w", dev, err)
 	}
@@ -172,26 +184,27 @@ func openDevice(dev string, cfg Config, log *slog.Logger) (*Camera, error) {
 	}
 
 	fps := ch.fps
-	// Drivers without VIDIOC_S_PARM (many CSI pipelines) run at the sensor's rate.
-	if err := cam.SetFramerate(float32(fps)); err != nil {
+	actual, err := setFrameRate(fd, fps)
+	switch {
+	case err != nil:
 		log.Warn("camera frame rate not set; the driver picks it", "device", dev, "fps", fmtFPS(fps), "err", err)
+	case math.Abs(actual-fps) > 0.01*fps:
+		log.Warn("camera driver adjusted the frame rate", "device", dev, "asked", fmtFPS(fps), "set", fmtFPS(actual))
 	}
-	if actual, err := cam.GetFramerate(); err == nil && actual > 0 {
-		if math.Abs(float64(actual)-fps) > 0.01*fps {
-			log.Warn("camera driver adjusted the frame rate", "device", dev, "asked", fmtFPS(fps), "set", fmtFPS(float64(actual)))
-		}
-		fps = float64(actual)
-	}
-	if err := cam.SetBufferCount(bufferCount); err != nil {
-		return nil, fmt.Errorf("camera: set buffer count on %s: %w", dev, err)
+	if actual > 0 {
+		fps = actual
 	}
 
+	st, err := newMmapStream(kernel{}, fd, dev, log)
+	if err != nil {
+		return nil, fmt.Errorf("camera: %s: %w", dev, err)
+	}
 	c := &Camera{
 		log:        log,
 		device:     dev,
 		mode:       Mode{Format: lay.format, Width: w, Height: h, FPS: int(math.Round(fps))},
 		layout:     lay,
-		stream:     webcamStream{cam},
+		stream:     st,
 		stallAfter: stallAfter,
 	}
 	log.Info("camera mode chosen", "device", dev, "card", card, "format", c.mode.Format.String(),
@@ -211,8 +224,9 @@ func openError(dev string, err error) error {
 	return fmt.Errorf("camera: open %s: %w", dev, err)
 }
 
-// enumerate collects what the device offers. Formats come sorted by code: blackjack returns
-// them as a map, losing the driver's order.
+// enumerate collects what the device offers; ctl answers what blackjack cannot. Formats come
+// sorted by code: blackjack returns them as a map, losing the driver's order. The offer's
+// rates ask cam, so it must stay open while the offer is used.
 func enumerate(cam *webcam.Webcam, ctl int) offer {
 	var o offer
 	for _, code := range slices.Sorted(maps.Keys(cam.GetSupportedFormats())) {
@@ -253,17 +267,19 @@ func (c *Camera) Mode() Mode { return c.mode }
 
 // Stats counts frames delivered and buffers skipped so far.
 func (c *Camera) Stats() Stats {
-	return Stats{Frames: c.frames.Load(), ShortBuffers: c.shortBuffers.Load()}
+	return Stats{Frames: c.frames.Load(), ShortBuffers: c.shortBuffers.Load(), ErrorBuffers: c.errorBuffers.Load(),
+		Dropped: c.dropped.Load(), Untimed: c.untimed.Load()}
 }
 
 // Run captures until ctx is done, calling emit for every frame. The frame's memory is the
 // kernel's mmap buffer: it is requeued only after emit returns, so nothing aliases a
-// requeued buffer; the frame is valid only until emit returns.
+// requeued buffer; the frame is valid only until emit returns. Frame.DMABuf, when the driver
+// exports buffers, describes the same memory and is owned by the camera.
 //
 // Run returns nil when ctx is done, and otherwise an error wrapping the cause (e.g.
-// syscall.ENODEV when the camera was unplugged, or ErrStalled). Run may be called again
-// after it returns (streaming restarts), but not while it runs, and emit must not call Close.
-// Frame.Seq keeps counting across runs.
+// ErrNoDevice and syscall.ENODEV when the camera was unplugged, ErrStalled, ErrBadBuffers).
+// Run may be called again after it returns (streaming restarts), but not while it runs, and
+// emit must not call Close. Frame.Seq keeps counting across runs.
 func (c *Camera) Run(ctx context.Context, emit func(*media.Frame)) error {
 	if emit == nil {
 		return fmt.Errorf("camera: run %s: nil emit", c.device)
@@ -275,9 +291,11 @@ func (c *Camera) Run(ctx context.Context, emit func(*media.Frame)) error {
 	defer c.end()
 
 	if err := c.stream.start(); err != nil {
-		return fmt.Errorf("camera: start streaming %s: %w", c.device, err)
+		return c.failed("start streaming", err)
 	}
+	stopWake := context.AfterFunc(ctx, c.stream.interrupt)
 	err = c.capture(ctx, emit)
+	stopWake()
 	if serr := c.stream.stop(); serr != nil {
 		// After a device failure this fails too; that error is the one that matters.
 		c.log.Debug("camera stop streaming failed", "device", c.device, "err", serr)
@@ -309,15 +327,20 @@ func (c *Camera) end() {
 
 // capture is Run's loop, between starting and stopping the stream.
 func (c *Camera) capture(ctx context.Context, emit func(*media.Frame)) error {
-	var f media.Frame
-	lastFrame := time.Now()
+	var (
+		f         media.Frame
+		lastFrame = time.Now()
+		bad       int    // unusable buffers in a row
+		driverSeq uint32 // the previous buffer's sequence number
+		started   bool   // a buffer was dequeued in this run
+	)
 	for {
 		if ctx.Err() != nil {
 			return nil
 		}
 		ready, err := c.stream.wait()
 		if err != nil {
-			return fmt.Errorf("camera: wait for frame on %s: %w", c.device, err)
+			return c.failed("wait for frame on", err)
 		}
 		if !ready {
 			if d := time.Since(lastFrame); d >= c.stallAfter {
@@ -330,25 +353,70 @@ func (c *Camera) capture(ctx context.Context, emit func(*media.Frame)) error {
 			continue // woken without a buffer; wait again
 		}
 		if err != nil {
-			return fmt.Errorf("camera: dequeue buffer on %s: %w", c.device, err)
+			return c.failed("dequeue buffer on", err)
 		}
 		lastFrame = time.Now()
+		// Every buffer takes a number, skipped ones too, and so do the frames the driver
+		// says it dropped: the gap tells consumers.
 		seq := c.seq
-		c.seq++ // a skipped buffer still takes a number: the gap tells consumers of the drop
+		if started {
+			if gap := seqStep(driverSeq, b.seq) - 1; gap > 0 {
+				seq += gap
+				c.dropped.Add(gap)
+			}
+		}
+		c.seq, driverSeq, started = seq+1, b.seq, true
 
-		if c.layout.fill(&f, b.data) {
-			f.Seq, f.CaptureTime = seq, b.at
+		switch {
+		case b.failed:
+			bad++
+			if n := c.errorBuffers.Add(1); n == 1 || n%100 == 0 {
+				c.log.Warn("camera buffer flagged as failed by the driver; frame skipped", "device", c.device,
+					"seq", seq, "failed_total", n)
+			}
+		case c.layout.fill(&f, b.data):
+			bad = 0
+			f.Seq, f.CaptureTime, f.DMABuf = seq, b.at, b.dmabuf
 			emit(&f)
 			c.frames.Add(1)
-			f.Planes = [3][]byte{} // nothing of ours keeps pointing into the buffer
-		} else if n := c.shortBuffers.Add(1); n == 1 || n%100 == 0 {
-			c.log.Warn("camera buffer too short; frame skipped", "device", c.device, "seq", seq,
-				"bytes", len(b.data), "want", c.layout.size, "skipped_total", n)
+			if b.untimed {
+				c.untimed.Add(1)
+			}
+			f.Planes, f.DMABuf = [3][]byte{}, nil // nothing of ours keeps pointing into the buffer
+		default:
+			bad++
+			if n := c.shortBuffers.Add(1); n == 1 || n%100 == 0 {
+				c.log.Warn("camera buffer too short; frame skipped", "device", c.device, "seq", seq,
+					"bytes", len(b.data), "want", c.layout.size, "skipped_total", n)
+			}
 		}
 		if err := c.stream.requeue(b.index); err != nil {
-			return fmt.Errorf("camera: requeue buffer %d on %s: %w", b.index, c.device, err)
+			return c.failed(fmt.Sprintf("requeue buffer %d on", b.index), err)
+		}
+		if bad >= maxBadBuffers {
+			return fmt.Errorf("camera: %s: %w: the last %d buffers were flagged as failed or short",
+				c.device, ErrBadBuffers, bad)
 		}
 	}
+}
+
+// seqStep is how far Frame.Seq moves from a buffer with driver sequence prev to one with
+// next: the driver's step when it counts forward, so the frames it dropped show as a gap,
+// else 1 (a driver that leaves the sequence at 0, or restarts counting).
+func seqStep(prev, next uint32) uint64 {
+	if d := next - prev; d > 0 && d <= maxSeqStep {
+		return uint64(d)
+	}
+	return 1
+}
+
+// failed wraps a streaming error with the operation and the device, and with ErrNoDevice
+// when the device went away.
+func (c *Camera) failed(op string, err error) error {
+	if errors.Is(err, unix.ENODEV) {
+		return fmt.Errorf("camera: %s %s: %w (unplugged?): %w", op, c.device, ErrNoDevice, err)
+	}
+	return fmt.Errorf("camera: %s %s: %w", op, c.device, err)
 }
 
 // Close stops a Run in progress, waits for it, and closes the device. It is idempotent and
@@ -364,7 +432,7 @@ func (c *Camera) Close() error {
 	c.mu.Unlock()
 	if cancel != nil {
 		cancel()
-		<-done // the buffers are unmapped on close: no emit may still be reading them
+		<-done // Run unmaps the buffers when it stops: no emit may still be reading them
 	}
 	if err := c.stream.close(); err != nil {
 		return fmt.Errorf("camera: close %s: %w", c.device, err)
@@ -400,139 +468,4 @@ func isCaptureNode(path string) bool {
 		return false
 	}
 	return captureKind(nodeCaps(vc.capabilities, vc.deviceCaps)) == ""
-}
-
-// webcamStream is the stream on blackjack/webcam.
-type webcamStream struct{ cam *webcam.Webcam }
-
-func (s webcamStream) start() error { return s.cam.StartStreaming() }
-
-func (s webcamStream) wait() (bool, error) {
-	err := s.cam.WaitForFrame(1) // seconds; bounds how long a stalled Run takes to see ctx
-	var timeout *webcam.Timeout
-	if errors.As(err, &timeout) {
-		return false, nil
-	}
-	return err == nil, err
-}
-
-func (s webcamStream) dequeue() (dequeued, error) {
-	data, index, err := s.cam.GetFrame()
-	// TODO(issue 3): kernel buffer timestamp. blackjack/webcam v0.6.1 drops the v4l2_buffer
-	// timestamp (and sequence and flags) in GetFrame, so the closest we get is right after
-	// VIDIOC_DQBUF returned.
-	at := time.Now()
-	return dequeued{data: data, index: index, at: at}, err
-}
-
-func (s webcamStream) requeue(index uint32) error { return s.cam.ReleaseFrame(index) }
-func (s webcamStream) stop() error                { return s.cam.StopStreaming() }
-func (s webcamStream) close() error               { return s.cam.Close() }
-
-// The few V4L2 ioctls blackjack/webcam does not expose. Request codes use the generic
-// _IOC encoding (arm, arm64, x86, riscv), as blackjack's own do.
-
-const bufTypeVideoCapture = 1
-
-type v4l2Capability struct {
-	driver       [16]byte
-	card         [32]byte
-	busInfo      [32]byte
-	version      uint32
-	capabilities uint32
-	deviceCaps   uint32
-	reserved     [3]uint32
-}
-
-type v4l2PixFormat struct {
-	width, height, pixelformat, field, bytesperline, sizeimage uint32
-	colorspace, priv, flags, encoding, quantization, xferFunc  uint32
-}
-
-// v4l2Format is struct v4l2_format with the pix member of its union. The union holds
-// pointers elsewhere, so it is pointer-aligned: 208 bytes on 64-bit, 204 on 32-bit.
-type v4l2Format struct {
-	typ uint32
-	_   [0]uintptr
-	pix v4l2PixFormat
-	_   [200 - unsafe.Sizeof(v4l2PixFormat{})]byte
-}
-
-type v4l2FrmSizeEnum struct {
-	index, pixelFormat, typ uint32
-	// discrete: width, height; stepwise and continuous: min_width, max_width, step_width,
-	// min_height, max_height, step_height
-	u        [6]uint32
-	reserved [2]uint32
-}
-
-const (
-	frmSizeDiscrete   = 1
-	frmSizeContinuous = 2
-	frmSizeStepwise   = 3
-)
-
-// _IOC(dir, 'V', nr, size) with dir 2 = read, 3 = read and write.
-const (
-	vidiocQueryCap       = 2<<30 | unsafe.Sizeof(v4l2Capability{})<<16 | 'V'<<8 | 0
-	vidiocGFmt           = 3<<30 | unsafe.Sizeof(v4l2Format{})<<16 | 'V'<<8 | 4
-	vidiocEnumFrameSizes = 3<<30 | unsafe.Sizeof(v4l2FrmSizeEnum{})<<16 | 'V'<<8 | 74
-)
-
-func queryCap(fd int) (v4l2Capability, error) {
-	var c v4l2Capability
-	for {
-		_, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), vidiocQueryCap, uintptr(unsafe.Pointer(&c)))
-		if e == unix.EINTR {
-			continue
-		}
-		if e != 0 {
-			return c, e
-		}
-		return c, nil
-	}
-}
-
-func getFormat(fd int) (v4l2PixFormat, error) {
-	f := v4l2Format{typ: bufTypeVideoCapture}
-	for {
-		_, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), vidiocGFmt, uintptr(unsafe.Pointer(&f)))
-		if e == unix.EINTR {
-			continue
-		}
-		if e != 0 {
-			return v4l2PixFormat{}, fmt.Errorf("VIDIOC_G_FMT: %w", e)
-		}
-		return f.pix, nil
-	}
-}
-
-func enumFrameSize(fd int, code, index uint32) (sizeRange, error) {
-	e := v4l2FrmSizeEnum{index: index, pixelFormat: code}
-	for {
-		_, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), vidiocEnumFrameSizes, uintptr(unsafe.Pointer(&e)))
-		if errno == unix.EINTR {
-			continue
-		}
-		if errno != 0 {
-			return sizeRange{}, fmt.Errorf("VIDIOC_ENUM_FRAMESIZES: %w", errno)
-		}
-		break
-	}
-	u := e.u
-	switch e.typ {
-	case frmSizeDiscrete:
-		return discreteSize(int(u[0]), int(u[1])), nil
-	case frmSizeContinuous, frmSizeStepwise:
-		return sizeRange{minW: int(u[0]), maxW: int(u[1]), stepW: int(u[2]),
-			minH: int(u[3]), maxH: int(u[4]), stepH: int(u[5])}, nil
-	}
-	return sizeRange{}, fmt.Errorf("VIDIOC_ENUM_FRAMESIZES: unknown type %d", e.typ)
-}
-
-func cString(b []byte) string {
-	if i := slices.Index(b, 0); i >= 0 {
-		b = b[:i]
-	}
-	return string(b)
 }

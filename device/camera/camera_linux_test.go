@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -100,23 +101,54 @@ func TestOpenAutoWithoutDevices(t *testing.T) {
 
 func TestV4L2ABI(t *testing.T) {
 	ptr := unsafe.Sizeof(uintptr(0))
-	if got := unsafe.Sizeof(v4l2Capability{}); got != 104 {
-		t.Errorf("v4l2_capability is %d bytes, want 104", got)
+	on64 := func(v64, v32 uintptr) uintptr { return map[uintptr]uintptr{8: v64, 4: v32}[ptr] }
+	sizes := []struct {
+		name      string
+		got, want uintptr
+	}{
+		{"v4l2_capability", unsafe.Sizeof(v4l2Capability{}), 104},
+		{"v4l2_format", unsafe.Sizeof(v4l2Format{}), 200 + ptr},
+		{"v4l2_format.fmt offset", unsafe.Offsetof(v4l2Format{}.pix), ptr},
+		{"v4l2_frmsizeenum", unsafe.Sizeof(v4l2FrmSizeEnum{}), 44},
+		{"v4l2_streamparm", unsafe.Sizeof(v4l2StreamParm{}), 204},
+		{"v4l2_streamparm.timeperframe offset", unsafe.Offsetof(v4l2StreamParm{}.timePerFrame), 12},
+		{"v4l2_requestbuffers", unsafe.Sizeof(v4l2RequestBuffers{}), 20},
+		{"v4l2_exportbuffer", unsafe.Sizeof(v4l2ExportBuffer{}), 64},
+		{"v4l2_exportbuffer.fd offset", unsafe.Offsetof(v4l2ExportBuffer{}.fd), 16},
+		{"v4l2_buffer", unsafe.Sizeof(v4l2Buffer{}), on64(88, 68)},
+		{"v4l2_buffer.timestamp offset", unsafe.Offsetof(v4l2Buffer{}.timestamp), on64(24, 20)},
+		{"v4l2_buffer.sequence offset", unsafe.Offsetof(v4l2Buffer{}.sequence), on64(56, 44)},
+		{"v4l2_buffer.m offset", unsafe.Offsetof(v4l2Buffer{}.m), on64(64, 52)},
+		{"v4l2_buffer.length offset", unsafe.Offsetof(v4l2Buffer{}.length), on64(72, 56)},
+		{"v4l2_buffer.request_fd offset", unsafe.Offsetof(v4l2Buffer{}.requestFD), on64(80, 64)},
 	}
-	if got := unsafe.Sizeof(v4l2Format{}); got != 200+ptr {
-		t.Errorf("v4l2_format is %d bytes, want %d", got, 200+ptr)
+	for _, s := range sizes {
+		if s.got != s.want {
+			t.Errorf("%s is %d bytes, want %d", s.name, s.got, s.want)
+		}
 	}
-	if got := unsafe.Offsetof(v4l2Format{}.pix); got != ptr {
-		t.Errorf("v4l2_format.fmt at offset %d, want %d", got, ptr)
+	codes := []struct {
+		name      string
+		got, want uintptr
+	}{
+		{"QUERYCAP", vidiocQueryCap, 0x80685600},
+		{"ENUM_FRAMESIZES", vidiocEnumFrameSizes, 0xc02c564a},
+		{"G_FMT", vidiocGFmt, on64(0xc0d05604, 0xc0cc5604)},
+		{"S_FMT", vidiocSFmt, on64(0xc0d05605, 0xc0cc5605)},
+		{"REQBUFS", vidiocReqBufs, 0xc0145608},
+		{"QUERYBUF", vidiocQueryBuf, on64(0xc0585609, 0xc0445609)},
+		{"QBUF", vidiocQBuf, on64(0xc058560f, 0xc044560f)},
+		{"EXPBUF", vidiocExpBuf, 0xc0405610},
+		{"DQBUF", vidiocDQBuf, on64(0xc0585611, 0xc0445611)},
+		{"STREAMON", vidiocStreamOn, 0x40045612},
+		{"STREAMOFF", vidiocStreamOff, 0x40045613},
+		{"G_PARM", vidiocGParm, 0xc0cc5615},
+		{"S_PARM", vidiocSParm, 0xc0cc5616},
 	}
-	if got := unsafe.Sizeof(v4l2FrmSizeEnum{}); got != 44 {
-		t.Errorf("v4l2_frmsizeenum is %d bytes, want 44", got)
-	}
-	if vidiocQueryCap != 0x80685600 || vidiocEnumFrameSizes != 0xc02c564a {
-		t.Errorf("QUERYCAP %#x ENUM_FRAMESIZES %#x", vidiocQueryCap, vidiocEnumFrameSizes)
-	}
-	if want := map[uintptr]uintptr{8: 0xc0d05604, 4: 0xc0cc5604}[ptr]; vidiocGFmt != want {
-		t.Errorf("G_FMT %#x, want %#x", vidiocGFmt, want)
+	for _, c := range codes {
+		if c.got != c.want {
+			t.Errorf("VIDIOC_%s is %#x, want %#x", c.name, c.got, c.want)
+		}
 	}
 }
 
@@ -128,6 +160,9 @@ type step struct {
 	deqErr  error
 	index   uint32
 	used    int
+	seq     uint32 // the driver's sequence number
+	failed  bool   // V4L2_BUF_FLAG_ERROR
+	untimed bool   // no usable timestamp
 }
 
 type fakeStream struct {
@@ -142,6 +177,8 @@ type fakeStream struct {
 	stopped  int
 	closed   int
 	requeued []uint32
+	// stoppedAtClose is stopped as it was when close was called.
+	stoppedAtClose int
 }
 
 func newFakeStream(n, size int, script ...step) *fakeStream {
@@ -194,8 +231,11 @@ func (s *fakeStream) dequeue() (dequeued, error) {
 		panic(fmt.Sprintf("buffer %d dequeued twice", st.index))
 	}
 	s.queued[st.index] = false
-	return dequeued{data: s.bufs[st.index][:st.used], index: st.index, at: s.at}, nil
+	return dequeued{data: s.bufs[st.index][:st.used], index: st.index, at: s.at, seq: st.seq, failed: st.failed, untimed: st.untimed,
+		dmabuf: &media.DMABuf{FD: 100 + int(st.index), Length: len(s.bufs[st.index])}}, nil
 }
+
+func (s *fakeStream) interrupt() {}
 
 func (s *fakeStream) requeue(index uint32) error {
 	s.mu.Lock()
@@ -214,8 +254,14 @@ func (s *fakeStream) isQueued(index int) bool {
 	return s.queued[index]
 }
 
-func (s *fakeStream) stop() error  { s.mu.Lock(); s.stopped++; s.mu.Unlock(); return nil }
-func (s *fakeStream) close() error { s.mu.Lock(); s.closed++; s.mu.Unlock(); return nil }
+func (s *fakeStream) stop() error { s.mu.Lock(); s.stopped++; s.mu.Unlock(); return nil }
+func (s *fakeStream) close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed++
+	s.stoppedAtClose = s.stopped
+	return nil
+}
 
 // YUYV 4x2 with a stride of 12: 24 bytes a frame.
 func newTestCamera(t *testing.T, s stream) *Camera {
@@ -241,6 +287,7 @@ type emitted struct {
 	length  int
 	at      time.Time
 	wasHeld bool // the buffer was not queued while emit ran
+	dmabuf  int  // the exported descriptor the frame carries
 }
 
 func TestRunFrames(t *testing.T) {
@@ -250,7 +297,7 @@ func TestRunFrames(t *testing.T) {
 		step{index: 1, used: 32}, // bytesused above the need is fine
 		step{index: 2, used: 10}, // short: skipped, but numbered
 		step{index: 3, deqErr: syscall.EAGAIN},
-		step{index: 3, used: 24},
+		step{index: 3, used: 24, untimed: true},
 		step{index: 0, used: 24},
 	)
 	c := newTestCamera(t, fs)
@@ -259,7 +306,7 @@ func TestRunFrames(t *testing.T) {
 	var got []emitted
 	err := c.Run(ctx, func(f *media.Frame) {
 		idx := f.Planes[0][0]
-		got = append(got, emitted{f.Seq, idx, f.Strides[0], len(f.Planes[0]), f.CaptureTime, !fs.isQueued(int(idx))})
+		got = append(got, emitted{f.Seq, idx, f.Strides[0], len(f.Planes[0]), f.CaptureTime, !fs.isQueued(int(idx)), f.DMABuf.FD})
 		if len(got) == 4 {
 			cancel()
 		}
@@ -268,10 +315,10 @@ func TestRunFrames(t *testing.T) {
 		t.Fatalf("Run: %v", err)
 	}
 	want := []emitted{
-		{0, 0, 12, 24, fs.at, true},
-		{1, 1, 12, 24, fs.at, true},
-		{3, 3, 12, 24, fs.at, true},
-		{4, 0, 12, 24, fs.at, true},
+		{0, 0, 12, 24, fs.at, true, 100},
+		{1, 1, 12, 24, fs.at, true, 101},
+		{3, 3, 12, 24, fs.at, true, 103},
+		{4, 0, 12, 24, fs.at, true, 100},
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("emitted\n%+v\nwant\n%+v", got, want)
@@ -279,7 +326,7 @@ func TestRunFrames(t *testing.T) {
 	if !slices.Equal(fs.requeued, []uint32{0, 1, 2, 3, 0}) {
 		t.Errorf("requeued %v", fs.requeued)
 	}
-	if st := c.Stats(); st != (Stats{Frames: 4, ShortBuffers: 1}) {
+	if st := c.Stats(); st != (Stats{Frames: 4, ShortBuffers: 1, Untimed: 1}) {
 		t.Errorf("stats %+v", st)
 	}
 	if fs.started != 1 || fs.stopped != 1 {
@@ -312,6 +359,12 @@ func TestRunFailures(t *testing.T) {
 			fs:       newFakeStream(2, 24, step{index: 0, used: 24}, step{index: 1, deqErr: syscall.ENODEV}),
 			is:       syscall.ENODEV,
 			contains: "camera: dequeue buffer on /dev/video7",
+		},
+		{
+			name:     "unplugged: matches ErrNoDevice too",
+			fs:       newFakeStream(2, 24, step{index: 0, deqErr: syscall.ENODEV}),
+			is:       ErrNoDevice,
+			contains: "unplugged?",
 		},
 		{
 			name:     "poll fails",
@@ -350,6 +403,100 @@ func TestRunFailures(t *testing.T) {
 	}
 }
 
+func TestRunSkipsFailedBuffers(t *testing.T) {
+	fs := newFakeStream(3, 24,
+		step{index: 0, used: 24, seq: 10},
+		step{index: 1, used: 24, seq: 11, failed: true}, // skipped, numbered, requeued
+		step{index: 2, used: 24, seq: 12, failed: true},
+		step{index: 0, used: 24, seq: 13},
+		step{index: 1, used: 24, seq: 16}, // the driver dropped 14 and 15
+		step{index: 2, used: 24, seq: 16}, // a driver that repeats itself: one on
+		step{index: 0, used: 24, seq: 2},  // restarted counting: one on
+	)
+	c := newTestCamera(t, fs)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var seqs []uint64
+	if err := c.Run(ctx, func(f *media.Frame) {
+		seqs = append(seqs, f.Seq)
+		if len(seqs) == 5 {
+			cancel()
+		}
+	}); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if want := []uint64{0, 3, 6, 7, 8}; !slices.Equal(seqs, want) {
+		t.Errorf("Seq %v, want %v", seqs, want)
+	}
+	if !slices.Equal(fs.requeued, []uint32{0, 1, 2, 0, 1, 2, 0}) {
+		t.Errorf("requeued %v, want every buffer", fs.requeued)
+	}
+	if st := c.Stats(); st != (Stats{Frames: 5, ErrorBuffers: 2, Dropped: 2}) {
+		t.Errorf("stats %+v", st)
+	}
+}
+
+func TestRunGivesUpOnBadBuffers(t *testing.T) {
+	bad := func(n int, short bool) []step {
+		var s []step
+		for i := range n {
+			st := step{index: uint32(i % 2), used: 24, failed: !short}
+			if short {
+				st.used = 4
+			}
+			s = append(s, st)
+		}
+		return s
+	}
+	tests := []struct {
+		name   string
+		script []step
+		frames uint64
+	}{
+		{"failed buffers", bad(maxBadBuffers, false), 0},
+		{"short buffers", bad(maxBadBuffers, true), 0},
+		{"a good frame starts the count again",
+			slices.Concat(bad(maxBadBuffers-1, false), []step{{index: 1, used: 24}}, bad(maxBadBuffers, false)), 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fs := newFakeStream(2, 24, tt.script...)
+			c := newTestCamera(t, fs)
+			err := c.Run(context.Background(), func(*media.Frame) {})
+			if !errors.Is(err, ErrBadBuffers) || !strings.Contains(err.Error(), "/dev/video7") {
+				t.Fatalf("got %v, want ErrBadBuffers naming the device", err)
+			}
+			if len(fs.script) != 0 {
+				t.Errorf("gave up %d buffers early", len(fs.script))
+			}
+			if st := c.Stats(); st.Frames != tt.frames || fs.stopped != 1 {
+				t.Errorf("stats %+v, stopped %d", st, fs.stopped)
+			}
+		})
+	}
+}
+
+func TestSeqStep(t *testing.T) {
+	tests := []struct {
+		prev, next uint32
+		want       uint64
+	}{
+		{5, 6, 1},
+		{5, 9, 4},
+		{0, 0, 1},                   // a driver that does not count
+		{9, 3, 1},                   // restarted
+		{math.MaxUint32, 0, 1},      // wrapped: one on
+		{math.MaxUint32 - 1, 1, 3},  // wrapped over drops
+		{0, maxSeqStep + 1, 1},      // not a believable drop
+		{0, maxSeqStep, maxSeqStep}, // a long one, still
+	}
+	for _, tt := range tests {
+		if got := seqStep(tt.prev, tt.next); got != tt.want {
+			t.Errorf("seqStep(%d, %d) = %d, want %d", tt.prev, tt.next, got, tt.want)
+		}
+	}
+}
+
 func boolInt(b bool) int {
 	if b {
 		return 1
@@ -384,17 +531,17 @@ func TestRunAndClose(t *testing.T) {
 	if err := c.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
-	// Close returned only after Run stopped streaming, and before closing the device.
+	// Close closed the device only after Run had stopped streaming.
+	if fs.stoppedAtClose != 1 || fs.closed != 1 {
+		t.Errorf("stopped %d times when the device was closed, closed %d", fs.stoppedAtClose, fs.closed)
+	}
 	select {
 	case err := <-running:
 		if err != nil {
 			t.Errorf("Run after Close: %v", err)
 		}
-	default:
-		t.Error("Close returned while Run was still running")
-	}
-	if fs.stopped != 1 || fs.closed != 1 {
-		t.Errorf("stopped %d, closed %d", fs.stopped, fs.closed)
+	case <-time.After(5 * time.Second):
+		t.Error("Run still running after Close")
 	}
 	if err := c.Close(); err != nil || fs.closed != 1 {
 		t.Errorf("second Close: %v, closed %d times", err, fs.closed)
@@ -424,6 +571,7 @@ func (s *loopStream) dequeue() (dequeued, error) {
 	s.next = (s.next + 1) % uint32(len(s.bufs))
 	return dequeued{data: s.bufs[i], index: i, at: time.Now()}, nil
 }
+func (s *loopStream) interrupt()           {}
 func (s *loopStream) requeue(uint32) error { return nil }
 func (s *loopStream) stop() error          { return nil }
 func (s *loopStream) close() error         { return nil }

@@ -12,7 +12,9 @@ import (
 )
 
 // Camera is an open capture device. V4L2 exists only on Linux: here nothing opens.
-type Camera struct{}
+type Camera struct {
+	device string
+}
 
 // Open returns an error wrapping errors.ErrUnsupported: V4L2 capture needs Linux.
 func Open(cfg Config, log *slog.Logger) (*Camera, error) {

@@ -10,8 +10,8 @@ var (
 	// ErrNotCapture: the node is not a streaming video capture device (an encoder, a
 	// metadata node, an output device).
 	ErrNotCapture = errors.New("not a video capture device")
-	// ErrMultiplanar: the device captures only through the multi-planar API, which the
-	// capture library (blackjack/webcam) does not speak.
+	// ErrMultiplanar: the device captures only through the multi-planar API, which this
+	// package does not speak yet.
 	ErrMultiplanar = errors.New("multi-planar (VIDEO_CAPTURE_MPLANE) capture is not supported yet")
 	// ErrNoSupportedFormat: the device offers no pixel format this package can deliver.
 	ErrNoSupportedFormat = errors.New("no supported pixel format")
@@ -25,7 +25,14 @@ var (
 	// ErrStalled: streaming delivered no frame for too long. Run returns it so the caller
 	// can run it again, which restarts streaming.
 	ErrStalled = errors.New("camera delivered no frames")
-	// ErrRunning: Run was called while another Run on the same camera is in progress.
+	// ErrBadBuffers: the driver returned many buffers in a row flagged V4L2_BUF_FLAG_ERROR
+	// (or too short). Run returns it so the caller can run it again, which resets the stream.
+	ErrBadBuffers = errors.New("camera delivered only unusable buffers")
+	// ErrModeChanged: a Source reopened its device and negotiated another picture size than
+	// the one its stream was set up for (another camera was plugged in).
+	ErrModeChanged = errors.New("camera picture size changed")
+	// ErrRunning: Run was called while another Run on the same camera (or Source) is in
+	// progress.
 	ErrRunning = errors.New("camera is already running")
 	// ErrClosed: the camera was closed.
 	ErrClosed = errors.New("camera is closed")
