@@ -10,10 +10,13 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
 	"github.com/edgeflux/edge/device/camera"
+	"github.com/edgeflux/edge/device/gpio"
 	"github.com/edgeflux/edge/device/testpattern"
 	"github.com/edgeflux/edge/edge"
 	"github.com/edgeflux/edge/encoder"
@@ -121,6 +124,24 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, environ [
 		sdnotify.Watchdog(ctx, log, func() (bool, string) { return flowing(pipe.LastProgress(), fps) })
 	})
 	helpers.Go(func() { reportStatus(ctx, status, srv.Viewers) })
+
+	// Buttons work the same switches as the API; the LEDs follow the status.
+	resetRequested := make(chan struct{}, 1)
+	buttons, err := gpio.New(gpio.Config(cfg.GPIO), gpio.ActionFuncs{
+		OnTogglePrivacy: func() { setPrivacy(pipe, log, !pipe.Privacy()) },
+		OnToggleCall:    func() { setInCall(pipe, log, pipe.Paused()) },
+		OnFactoryReset: func() {
+			select {
+			case resetRequested <- struct{}{}:
+			default:
+			}
+		},
+	}, log.With("component", "gpio"))
+	if err != nil {
+		return err // Validate checked the lines; this is a bug, not bad input
+	}
+	helpers.Go(func() { _ = buttons.Run(ctx) })
+	helpers.Go(func() { showState(ctx, buttons, status, srv.Viewers) })
 	sdnotify.Ready("starting " + srcName)
 	if hooks.started != nil {
 		hooks.started(ln.Addr().String())
@@ -132,6 +153,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, environ [
 	select {
 	case firstErr = <-done:
 		running--
+	case <-resetRequested:
+		firstErr = factoryReset(environ, log)
 	case <-ctx.Done():
 	}
 	sdnotify.Stopping()
@@ -143,6 +166,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, environ [
 		for range running {
 			<-done
 		}
+		buttons.Close()
 		helpers.Wait()
 		close(stopped)
 	}()
@@ -152,6 +176,60 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, environ [
 		log.Warn("shutdown grace period passed; exiting anyway", "grace", shutdownGrace)
 	}
 	return firstErr
+}
+
+// errFactoryReset ends edged after a reset, with a non-zero status so systemd starts it again
+// on the wiped state.
+var errFactoryReset = errors.New("factory reset done; exiting so that systemd restarts edged")
+
+// factoryReset wipes what the appliance learned since it was flashed: everything in its state
+// directory (systemd's StateDirectory=, given in STATE_DIRECTORY). The configuration under
+// /etc belongs to the image and stays.
+func factoryReset(environ []string, log *slog.Logger) error {
+	log.Warn("factory reset: the reset button was held")
+	dir := envValue(environ, "STATE_DIRECTORY")
+	if dir == "" {
+		log.Warn("factory reset: no STATE_DIRECTORY (not running under systemd); nothing to wipe")
+		return errFactoryReset
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("factory reset: %w", err)
+	}
+	for _, e := range entries {
+		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+			return fmt.Errorf("factory reset: %w", err)
+		}
+	}
+	log.Warn("factory reset: state wiped", "dir", dir, "entries", len(entries))
+	return errFactoryReset
+}
+
+// showState keeps the LEDs in step with the appliance: error beats muted beats streaming
+// beats ready (a reset in progress is set by the buttons themselves and stays).
+func showState(ctx context.Context, leds *gpio.Controller, status func() edge.StreamStatus, viewers func() int) {
+	t := time.NewTicker(250 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if leds.State() != gpio.StateResetting {
+			st := status()
+			switch {
+			case !st.Live && !st.Starting && st.InCall:
+				leds.SetState(gpio.StateError)
+			case st.Privacy:
+				leds.SetState(gpio.StateMuted)
+			case viewers() > 0 && st.Live:
+				leds.SetState(gpio.StateStreaming)
+			case st.Live || !st.InCall:
+				leds.SetState(gpio.StateReady)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // setPrivacy and setInCall are the appliance's two switches, for buttons and the API alike.

@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -80,5 +82,28 @@ func TestFlowing(t *testing.T) {
 				t.Errorf("flowing = %v (%s); want %v", ok, why, tc.ok)
 			}
 		})
+	}
+}
+
+func TestFactoryResetWipesStateDirectory(t *testing.T) {
+	dir := t.TempDir()
+	for _, name := range []string{"device.key", "config/applied.yaml"} {
+		path := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	log := slog.New(slog.DiscardHandler)
+	if err := factoryReset([]string{"STATE_DIRECTORY=" + dir}, log); !errors.Is(err, errFactoryReset) {
+		t.Fatalf("factoryReset: %v; want errFactoryReset so that edged exits non-zero and systemd restarts it", err)
+	}
+	if entries, err := os.ReadDir(dir); err != nil || len(entries) != 0 {
+		t.Errorf("state directory after reset: %v entries, err %v; want empty and still there", len(entries), err)
+	}
+	if err := factoryReset(nil, log); !errors.Is(err, errFactoryReset) {
+		t.Errorf("without STATE_DIRECTORY: %v", err)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/netip"
 	"path"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -27,6 +28,7 @@ type Config struct {
 	Camera  Camera  `yaml:"camera"`
 	Encoder Encoder `yaml:"encoder"`
 	WebRTC  WebRTC  `yaml:"webrtc"`
+	GPIO    GPIO    `yaml:"gpio"`
 }
 
 // Log configures logging.
@@ -72,6 +74,22 @@ type WebRTC struct {
 	MaxViewers      int      `yaml:"max_viewers"`
 }
 
+// GPIO maps the appliance's buttons and LEDs to GPIO lines. Each line is
+// "NAME" (a line name, searched on every /dev/gpiochip*) or "gpiochipN:OFFSET";
+// "" means the appliance has no such button or LED.
+type GPIO struct {
+	PrivacyButton   string        `yaml:"privacy_button"`    // short press toggles privacy mute
+	CallButton      string        `yaml:"call_button"`       // short press joins or leaves the call
+	ResetButton     string        `yaml:"reset_button"`      // long press resets; "" = long press on the privacy button
+	ButtonActiveLow bool          `yaml:"button_active_low"` // a pressed button pulls its line low
+	ButtonBias      string        `yaml:"button_bias"`       // auto, pull-up, pull-down, disabled or as-is
+	Debounce        time.Duration `yaml:"debounce"`          // 0 = none
+	LongPress       time.Duration `yaml:"long_press"`        // hold this long to factory reset; 0 = never
+	LEDGreen        string        `yaml:"led_green"`
+	LEDRed          string        `yaml:"led_red"`
+	LEDActiveLow    bool          `yaml:"led_active_low"` // an LED lights when its line is low
+}
+
 // Default returns the built-in configuration; it is valid.
 func Default() Config {
 	return Config{
@@ -81,6 +99,8 @@ func Default() Config {
 		Camera:  Camera{Device: "auto", Format: "auto", Width: 1280, Height: 720, FPS: 30},
 		Encoder: Encoder{Backend: "auto", BitrateKbps: 2000, KeyframeInterval: 2 * time.Second},
 		WebRTC:  WebRTC{UDPPort: 8189, MDNS: true, MaxViewers: 200},
+		GPIO: GPIO{ButtonActiveLow: true, ButtonBias: "auto", Debounce: 30 * time.Millisecond,
+			LongPress: 10 * time.Second},
 	}
 }
 
@@ -124,6 +144,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	add(inRange("webrtc.max_viewers", c.WebRTC.MaxViewers, 1, 5000))
+	errs = append(errs, c.GPIO.validate()...)
 	return errors.Join(errs...)
 }
 
@@ -184,4 +205,58 @@ func checkToken(token string) error {
 // isDevPath reports whether d is a clean absolute path below /dev/.
 func isDevPath(d string) bool {
 	return strings.HasPrefix(d, "/dev/") && path.Clean(d) == d
+}
+
+// gpioChipOffset matches a line given as chip and offset, e.g. gpiochip0:17.
+var gpioChipOffset = regexp.MustCompile(`^gpiochip[0-9]+:[0-9]{1,5}$`)
+
+func (g *GPIO) validate() []error {
+	var errs []error
+	lines := []struct{ key, spec string }{
+		{"privacy_button", g.PrivacyButton}, {"call_button", g.CallButton}, {"reset_button", g.ResetButton},
+		{"led_green", g.LEDGreen}, {"led_red", g.LEDRed},
+	}
+	usedBy := map[string]string{}
+	for _, l := range lines {
+		if l.spec == "" {
+			continue
+		}
+		if err := checkGPIOLine("gpio."+l.key, l.spec); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if other, dup := usedBy[l.spec]; dup {
+			errs = append(errs, fmt.Errorf("gpio.%s: line %q is already gpio.%s; give each button and LED its own line", l.key, l.spec, other))
+			continue
+		}
+		usedBy[l.spec] = l.key
+	}
+	if err := oneOf("gpio.button_bias", g.ButtonBias, "auto", "pull-up", "pull-down", "disabled", "as-is"); err != nil {
+		errs = append(errs, err)
+	}
+	if d := g.Debounce; d < 0 || d > 500*time.Millisecond {
+		errs = append(errs, fmt.Errorf("gpio.debounce: %s is out of range; use 0 (none) or up to 500ms, e.g. 30ms", d))
+	}
+	if l := g.LongPress; l != 0 && (l < 2*time.Second || l > time.Minute) {
+		errs = append(errs, fmt.Errorf("gpio.long_press: %s is out of range; use 2s..60s, or 0 to never factory reset from a button", l))
+	}
+	if g.ResetButton != "" && g.LongPress == 0 {
+		errs = append(errs, errors.New("gpio.reset_button: set, but gpio.long_press is 0 so it would do nothing; set long_press (e.g. 10s) or remove reset_button"))
+	}
+	return errs
+}
+
+// checkGPIOLine checks the syntax of a line: a name of at most 31 printable
+// characters (the kernel's limit), or gpiochipN:OFFSET.
+func checkGPIOLine(path, spec string) error {
+	if gpioChipOffset.MatchString(spec) {
+		return nil
+	}
+	if strings.HasPrefix(spec, "gpiochip") && strings.Contains(spec, ":") {
+		return fmt.Errorf("%s: %q is not chip:offset; write it as gpiochipN:OFFSET, e.g. gpiochip0:17", path, spec)
+	}
+	if len(spec) > 31 || strings.TrimSpace(spec) != spec || strings.ContainsFunc(spec, func(r rune) bool { return r < ' ' || r > '~' }) {
+		return fmt.Errorf(`%s: %q is not a line name (up to 31 printable ASCII characters, no surrounding spaces); use a name such as "BUTTON_PRIVACY" as gpioinfo lists it, or gpiochipN:OFFSET`, path, spec)
+	}
+	return nil
 }

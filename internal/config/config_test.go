@@ -55,6 +55,22 @@ webrtc:
 		}},
 		{"empty list is nil", "webrtc:\n  interfaces: []\n", func(*Config) {}},
 		{"alias", "camera: &cam\n  fps: 15\n", func(c *Config) { c.Camera.FPS = 15 }},
+		{"gpio", `
+gpio:
+  privacy_button: BUTTON_PRIVACY
+  call_button: gpiochip0:17
+  button_active_low: false
+  button_bias: as-is
+  debounce: 0s
+  long_press: 5s
+  led_green: LED_GREEN
+  led_active_low: true
+`, func(c *Config) {
+			c.GPIO.PrivacyButton, c.GPIO.CallButton = "BUTTON_PRIVACY", "gpiochip0:17"
+			c.GPIO.ButtonActiveLow, c.GPIO.ButtonBias = false, "as-is"
+			c.GPIO.Debounce, c.GPIO.LongPress = 0, 5*time.Second
+			c.GPIO.LEDGreen, c.GPIO.LEDActiveLow = "LED_GREEN", true
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -78,7 +94,7 @@ func TestParseErrors(t *testing.T) {
 		want []string // each must appear in the error
 	}{
 		{"unknown top-level key", "version: 1\nhtp:\n  listen: :80\n",
-			[]string{`edged.yaml:2: unknown key "htp" at top level (valid keys: version, log, http, auth, camera, encoder, webrtc)`}},
+			[]string{`edged.yaml:2: unknown key "htp" at top level (valid keys: version, log, http, auth, camera, encoder, webrtc, gpio)`}},
 		{"unknown nested key", "log:\n  level: info\n\n\n\n# x\nhttp:\n  listn: :80\n",
 			[]string{`edged.yaml:8: unknown key "listn" in http (valid keys: listen)`}},
 		{"unknown key in flow mapping", "camera: {width: 640, hieght: 480}\n",
@@ -172,6 +188,12 @@ func TestEnv(t *testing.T) {
 		}},
 		{"empty list", []string{"EDGED_WEBRTC_INTERFACES="}, func(*Config) {}},
 		{"last wins", []string{"EDGED_CAMERA_FPS=10", "EDGED_CAMERA_FPS=20"}, func(c *Config) { c.Camera.FPS = 20 }},
+		{"gpio", []string{"EDGED_GPIO_PRIVACY_BUTTON=gpiochip1:3", "EDGED_GPIO_LED_RED=LED_RED",
+			"EDGED_GPIO_BUTTON_ACTIVE_LOW=false", "EDGED_GPIO_LONG_PRESS=15s", "EDGED_GPIO_DEBOUNCE=10ms"}, func(c *Config) {
+			c.GPIO.PrivacyButton, c.GPIO.LEDRed = "gpiochip1:3", "LED_RED"
+			c.GPIO.ButtonActiveLow = false
+			c.GPIO.LongPress, c.GPIO.Debounce = 15*time.Second, 10*time.Millisecond
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -254,6 +276,26 @@ func TestValidate(t *testing.T) {
 		{"interface", func(c *Config) { c.WebRTC.Interfaces = []string{"eth0", ""} }, `webrtc.interfaces[1]: "" is not an interface name`},
 		{"nat ip", func(c *Config) { c.WebRTC.NAT1To1IPs = []string{"2001:db8::1", "example.com"} }, `webrtc.nat_1to1_ips[1]: "example.com" is not an IP address`},
 		{"max viewers", func(c *Config) { c.WebRTC.MaxViewers = 0 }, "webrtc.max_viewers: 0 is out of range; use 1..5000"},
+		{"gpio all lines", func(c *Config) {
+			c.GPIO = GPIO{PrivacyButton: "BUTTON_PRIVACY", CallButton: "gpiochip0:17", ResetButton: "gpiochip10:65535",
+				LEDGreen: "LED 1", LEDRed: "PWR_LED", ButtonBias: "pull-up", LongPress: 2 * time.Second}
+		}, ""},
+		{"gpio bad chip offset", func(c *Config) { c.GPIO.CallButton = "gpiochip0:x" }, `gpio.call_button: "gpiochip0:x" is not chip:offset; write it as gpiochipN:OFFSET`},
+		{"gpio chip without offset", func(c *Config) { c.GPIO.LEDRed = "gpiochip0:" }, "gpio.led_red: "},
+		{"gpio name too long", func(c *Config) { c.GPIO.LEDGreen = strings.Repeat("x", 32) }, "gpio.led_green: \"xxxx"},
+		{"gpio name spaces", func(c *Config) { c.GPIO.ResetButton = " RESET" }, `gpio.reset_button: " RESET" is not a line name`},
+		{"gpio name control", func(c *Config) { c.GPIO.PrivacyButton = "A\tB" }, "gpio.privacy_button: "},
+		{"gpio same line twice", func(c *Config) { c.GPIO.PrivacyButton, c.GPIO.LEDRed = "gpiochip0:1", "gpiochip0:1" },
+			`gpio.led_red: line "gpiochip0:1" is already gpio.privacy_button`},
+		{"gpio bias", func(c *Config) { c.GPIO.ButtonBias = "up" }, `gpio.button_bias: "up" is not valid; use one of auto, pull-up, pull-down, disabled, as-is`},
+		{"gpio debounce negative", func(c *Config) { c.GPIO.Debounce = -time.Millisecond }, "gpio.debounce: -1ms is out of range"},
+		{"gpio debounce long", func(c *Config) { c.GPIO.Debounce = time.Second }, "gpio.debounce: 1s is out of range; use 0 (none) or up to 500ms"},
+		{"gpio debounce zero", func(c *Config) { c.GPIO.Debounce = 0 }, ""},
+		{"gpio long press short", func(c *Config) { c.GPIO.LongPress = time.Second }, "gpio.long_press: 1s is out of range; use 2s..60s, or 0"},
+		{"gpio long press long", func(c *Config) { c.GPIO.LongPress = 2 * time.Minute }, "gpio.long_press: 2m0s is out of range"},
+		{"gpio long press off", func(c *Config) { c.GPIO.LongPress = 0 }, ""},
+		{"gpio reset button without long press", func(c *Config) { c.GPIO.ResetButton, c.GPIO.LongPress = "RESET", 0 },
+			"gpio.reset_button: set, but gpio.long_press is 0"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
