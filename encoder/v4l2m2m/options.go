@@ -1,0 +1,126 @@
+package v4l2m2m
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/edgeflux/edge/internal/media"
+)
+
+// FourCC is a V4L2 pixel format code.
+type FourCC uint32
+
+// MakeFourCC builds a code from its four characters, as v4l2_fourcc does.
+func MakeFourCC(a, b, c, d byte) FourCC {
+	return FourCC(uint32(a) | uint32(b)<<8 | uint32(c)<<16 | uint32(d)<<24)
+}
+
+// Codes the backend knows.
+const (
+	FourCCH264   FourCC = 'H' | '2'<<8 | '6'<<16 | '4'<<24
+	FourCCFWHT   FourCC = 'F' | 'W'<<8 | 'H'<<16 | 'T'<<24 // vicodec's Fast Walsh Hadamard Transform
+	FourCCYUV420 FourCC = 'Y' | 'U'<<8 | '1'<<16 | '2'<<24 // I420
+	FourCCNV12   FourCC = 'N' | 'V'<<8 | '1'<<16 | '2'<<24
+	FourCCYUYV   FourCC = 'Y' | 'U'<<8 | 'Y'<<16 | 'V'<<24
+)
+
+func (f FourCC) String() string {
+	b := []byte{byte(f), byte(f >> 8), byte(f >> 16), byte(f >> 24)}
+	for _, c := range b {
+		if c < 0x20 || c > 0x7e {
+			return fmt.Sprintf("0x%08x", uint32(f))
+		}
+	}
+	return string(b)
+}
+
+// RawFourCC is the V4L2 code of a media pixel format, 0 for an unknown one.
+func RawFourCC(p media.PixelFormat) FourCC {
+	switch p {
+	case media.PixelFormatI420:
+		return FourCCYUV420
+	case media.PixelFormatNV12:
+		return FourCCNV12
+	case media.PixelFormatYUYV:
+		return FourCCYUYV
+	}
+	return 0
+}
+
+// Memory selects how frames reach the encoder's OUTPUT queue.
+type Memory int
+
+const (
+	// MemoryAuto imports the frame's DMABUF when it has one whose layout the encoder takes,
+	// and copies into MMAP buffers otherwise. The choice is made on the first frame; a later
+	// frame that needs the other kind reopens the device once.
+	MemoryAuto Memory = iota
+	// MemoryMMAP always copies frames into the encoder's own buffers.
+	MemoryMMAP
+	// MemoryDMABUF always imports Frame.DMABuf; a frame without one is an error.
+	MemoryDMABUF
+)
+
+func (m Memory) String() string {
+	switch m {
+	case MemoryAuto:
+		return "auto"
+	case MemoryMMAP:
+		return "mmap"
+	case MemoryDMABUF:
+		return "dmabuf"
+	}
+	return fmt.Sprintf("Memory(%d)", int(m))
+}
+
+// Options says which device to drive and how.
+type Options struct {
+	// Device is the encoder node, e.g. /dev/video11 (encoder/probe finds it).
+	Device string
+	// CodedFormat is what CAPTURE produces; 0 means H.264.
+	CodedFormat FourCC
+	// InputFormat is the layout of the frames Encode will get (the camera's). The OUTPUT
+	// queue takes it when the device does, else I420 and frames are converted.
+	InputFormat media.PixelFormat
+	Memory      Memory
+	// Timeout bounds each wait for the device (a dequeued buffer); past it the device is
+	// considered wedged and reopened. 0 means 2 s.
+	Timeout time.Duration
+	// OutputBuffers and CaptureBuffers are requested from VIDIOC_REQBUFS; 0 means 4. With
+	// DMABUF at least 8 OUTPUT slots are used, so each of the camera's buffers keeps its own
+	// slot and the kernel keeps its import.
+	OutputBuffers, CaptureBuffers int
+	// IQP and PQP, when positive, set the quantizers of I and P frames (H.264 or FWHT).
+	IQP, PQP int
+	Log      *slog.Logger
+}
+
+// ErrReopening is wrapped by the error Encode returns for frames dropped while a failed device
+// waits to be reopened.
+var ErrReopening = errors.New("v4l2m2m: encoder failed; reopening")
+
+// ErrWedged is wrapped when the device returned nothing within Options.Timeout.
+var ErrWedged = errors.New("v4l2m2m: device wedged: no buffer back in time")
+
+// Stats counts what an Encoder did over its life.
+type Stats struct {
+	Frames       uint64 // frames queued to the device
+	Encoded      uint64 // access units returned
+	Copies       uint64 // CPU copies of raw frames into OUTPUT buffers (a conversion counts as one)
+	DMABufFrames uint64 // frames imported without a copy
+	Dropped      uint64 // frames dropped: device failed or reopening
+	BufferErrors uint64 // CAPTURE buffers the driver flagged V4L2_BUF_FLAG_ERROR
+	Failures     uint64 // device failures (each leads to a reopen)
+	Reopens      uint64 // successful reopens after a failure
+	Resets       uint64 // Reset sequences (STREAMOFF/STREAMON of CAPTURE)
+}
+
+// ControlStatus is what happened to one control at start or since.
+type ControlStatus struct {
+	Name      string
+	Supported bool
+	Value     int64 // what was set, when supported
+	Note      string
+}
