@@ -21,8 +21,11 @@ import (
 	"github.com/edgeflux/edge/edge"
 	"github.com/edgeflux/edge/encoder"
 	"github.com/edgeflux/edge/encoder/openh264"
+	"github.com/edgeflux/edge/encoder/probe"
+	"github.com/edgeflux/edge/encoder/v4l2m2m"
 	"github.com/edgeflux/edge/internal/config"
 	"github.com/edgeflux/edge/internal/logging"
+	"github.com/edgeflux/edge/internal/media"
 	"github.com/edgeflux/edge/internal/pipeline"
 	"github.com/edgeflux/edge/internal/sdnotify"
 )
@@ -45,7 +48,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, environ [
 		hooks = &runHooks{}
 	}
 	cfg, mode, err := loadConfig(args, stdout, environ)
-	if err != nil || mode != modeRun {
+	if err != nil || mode == modeExit {
 		return err
 	}
 	log, err := logging.New(stderr, cfg.Log.Level, cfg.Log.Format, environ)
@@ -58,19 +61,23 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, environ [
 		cfg.Auth.Token = newToken()
 	}
 
-	src, srcName, w, h, fps, err := openSource(cfg.Camera, log)
+	if mode == modeProbe {
+		return printProbe(stdout, cfg, log)
+	}
+	cam, err := openSource(cfg.Camera, log)
 	if err != nil {
 		return err
 	}
 	if hooks.source != nil {
-		src, srcName = hooks.source, "test"
+		cam.Source, cam.name = hooks.source, "test"
 	}
-	enc, err := openEncoder(cfg.Encoder, w, h, fps)
+	src, srcName, w, h, fps := cam.Source, cam.name, cam.width, cam.height, cam.fps
+	enc, why, err := openEncoder(cfg.Encoder, cam, log)
 	if err != nil {
 		return err
 	}
 	defer enc.Close()
-	log.Info("encoder chosen", "backend", enc.Name(), "reason", encoderReason(cfg.Encoder.Backend),
+	log.Info("encoder chosen", "encoder", enc.Name(), "reason", why,
 		"size", fmt.Sprintf("%dx%d", w, h), "fps", fps, "bitrate_kbps", cfg.Encoder.BitrateKbps)
 
 	var pipe *pipeline.Pipeline
@@ -250,7 +257,8 @@ func setInCall(pipe *pipeline.Pipeline, log *slog.Logger, joined bool) {
 type runMode int
 
 const (
-	modeRun runMode = iota
+	modeRun   runMode = iota
+	modeProbe         // print the cameras and encoders found, and the choice
 	modeExit
 )
 
@@ -260,6 +268,7 @@ func loadConfig(args []string, stdout io.Writer, environ []string) (config.Confi
 	fset.SetOutput(stdout)
 	path := fset.String("config", envValue(environ, config.EnvConfigPath), "configuration file (YAML); env EDGED_CONFIG")
 	check := fset.Bool("check-config", false, "validate the configuration and exit")
+	probeOnly := fset.Bool("probe", false, "print the cameras and encoders found, and which would be used, then exit")
 	showVersion := fset.Bool("version", false, "print the version and exit")
 	listen := fset.String("listen", "", "HTTP listen address, overrides http.listen")
 	device := fset.String("camera", "", `camera device, "auto" or "synthetic", overrides camera.device`)
@@ -295,12 +304,24 @@ func loadConfig(args []string, stdout io.Writer, environ []string) (config.Confi
 		fmt.Fprintln(stdout, "configuration OK")
 		return cfg, modeExit, nil
 	}
+	if *probeOnly {
+		return cfg, modeProbe, nil
+	}
 	return cfg, modeRun, nil
 }
 
+// source is the chosen camera and the picture it delivers.
+type source struct {
+	pipeline.Source
+	name          string
+	format        media.PixelFormat
+	width, height int
+	fps           int
+}
+
 // openSource picks the camera: a V4L2 device when one is configured or found, otherwise the
-// synthetic test pattern. It returns the source and the picture it delivers.
-func openSource(c config.Camera, log *slog.Logger) (src pipeline.Source, name string, w, h, fps int, err error) {
+// synthetic test pattern.
+func openSource(c config.Camera, log *slog.Logger) (source, error) {
 	device := c.Device
 	if device == "auto" {
 		found := camera.Discover()
@@ -315,9 +336,9 @@ func openSource(c config.Camera, log *slog.Logger) (src pipeline.Source, name st
 	if device == "synthetic" {
 		tp, err := testpattern.New(testpattern.Config{Width: c.Width, Height: c.Height, FPS: c.FPS})
 		if err != nil {
-			return nil, "", 0, 0, 0, err
+			return source{}, err
 		}
-		return tp, "synthetic", c.Width, c.Height, c.FPS, nil
+		return source{tp, "synthetic", media.PixelFormatI420, c.Width, c.Height, c.FPS}, nil
 	}
 	camCfg := camera.Config{Device: device, Format: c.Format, Width: c.Width, Height: c.Height, FPS: c.FPS}
 	// The source opens the device for every run of the pipeline and closes it after, so the
@@ -328,27 +349,54 @@ func openSource(c config.Camera, log *slog.Logger) (src pipeline.Source, name st
 		// Serve anyway: viewers are told the stream is down, and the pipeline keeps trying
 		// the camera, so plugging it in later needs no restart.
 		log.Error("camera unavailable; will keep trying", "device", device, "err", err)
-		return cam, device, c.Width, c.Height, c.FPS, nil
+		return source{cam, device, media.PixelFormatUnknown, c.Width, c.Height, c.FPS}, nil
 	}
-	return cam, device, m.Width, m.Height, m.FPS, nil
+	return source{cam, device, m.Format, m.Width, m.Height, m.FPS}, nil
 }
 
-func openEncoder(c config.Encoder, w, h, fps int) (encoder.Encoder, error) {
-	ecfg := encoder.Config{Width: w, Height: h, FPS: fps, BitrateBps: c.BitrateKbps * 1000, KeyframeInterval: c.KeyframeInterval}
-	// Hardware backends come with the V4L2 memory-to-memory encoder; until then "auto" is
-	// the software encoder.
+// openEncoder probes the machine's memory-to-memory devices and opens the hardware H.264
+// encoder that takes the camera's pictures, or the software encoder when there is none (or
+// when the hardware one fails to open). It says which, and why.
+func openEncoder(c config.Encoder, src source, log *slog.Logger) (encoder.Encoder, string, error) {
+	ecfg := encoder.Config{Width: src.width, Height: src.height, FPS: src.fps,
+		BitrateBps: c.BitrateKbps * 1000, KeyframeInterval: c.KeyframeInterval}
+	devices, err := probe.Discover()
+	if err != nil {
+		log.Warn("probing for hardware encoders failed", "err", err)
+	}
+	choice, reason := probe.Choose(src.format, src.width, src.height, devices, c.Backend)
+	switch choice.Backend {
+	case probe.BackendNone:
+		return nil, "", fmt.Errorf("encoder: %s", reason)
+	case probe.BackendHardware:
+		enc, err := v4l2m2m.New(ecfg, v4l2m2m.Options{Device: choice.Device, InputFormat: src.format,
+			Log: log.With("component", "encoder")})
+		if err == nil {
+			return enc, reason, nil
+		}
+		log.Error("hardware encoder failed to open; using the software encoder", "device", choice.Device, "err", err)
+		reason = "hardware encoder " + choice.Device + " failed to open: " + err.Error()
+	}
 	enc, err := openh264.New(ecfg)
 	if err != nil {
-		return nil, fmt.Errorf("encoder: %w", err)
+		return nil, "", fmt.Errorf("encoder: %w", err)
 	}
-	return enc, nil
+	return enc, reason, nil
 }
 
-func encoderReason(backend string) string {
-	if backend == "software" {
-		return "configured"
+// printProbe is edged --probe: the cameras and encoders this machine has, and the choice.
+func printProbe(w io.Writer, cfg config.Config, log *slog.Logger) error {
+	devices, err := probe.Discover()
+	if err != nil {
+		return fmt.Errorf("probe: %w", err)
 	}
-	return "no hardware encoder backend in this build"
+	cameras, encoders := probe.Split(devices)
+	src, err := openSource(cfg.Camera, log)
+	if err != nil {
+		return err
+	}
+	choice, _ := probe.Choose(src.format, src.width, src.height, devices, cfg.Encoder.Backend)
+	return probe.WriteTable(w, cameras, encoders, choice)
 }
 
 // flowing is the watchdog's health check: the pipeline made progress within the last few

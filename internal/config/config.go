@@ -59,7 +59,7 @@ type Camera struct {
 
 // Encoder configures video encoding.
 type Encoder struct {
-	Backend          string        `yaml:"backend"` // auto or software
+	Backend          string        `yaml:"backend"` // auto, software, v4l2m2m or a /dev/video path
 	BitrateKbps      int           `yaml:"bitrate_kbps"`
 	KeyframeInterval time.Duration `yaml:"keyframe_interval"`
 }
@@ -127,7 +127,9 @@ func (c *Config) Validate() error {
 	add(checkEven("camera.width", "width", c.Camera.Width, 64, 4096))
 	add(checkEven("camera.height", "height", c.Camera.Height, 64, 4096))
 	add(inRange("camera.fps", c.Camera.FPS, 1, 120))
-	add(oneOf("encoder.backend", c.Encoder.Backend, "auto", "software"))
+	if b := c.Encoder.Backend; b != "auto" && b != "software" && b != "v4l2m2m" && !isDevPath(b) {
+		add(fmt.Errorf(`encoder.backend: %q is not "auto", "software", "v4l2m2m" or a /dev/ path; use auto to let edged choose`, b))
+	}
 	add(inRange("encoder.bitrate_kbps", c.Encoder.BitrateKbps, 100, 50000))
 	if k := c.Encoder.KeyframeInterval; k < 500*time.Millisecond || k > time.Minute {
 		add(fmt.Errorf("encoder.keyframe_interval: %s is out of range; use 500ms..60s", k))

@@ -267,7 +267,7 @@ func TestValidate(t *testing.T) {
 		{"height odd", func(c *Config) { c.Camera.Height = 719 }, "camera.height: 719 is odd; use an even height such as 718"},
 		{"height big", func(c *Config) { c.Camera.Height = 8192 }, "camera.height: 8192 is out of range; use 64..4096"},
 		{"fps", func(c *Config) { c.Camera.FPS = 0 }, "camera.fps: 0 is out of range; use 1..120"},
-		{"backend", func(c *Config) { c.Encoder.Backend = "nvenc" }, `encoder.backend: "nvenc" is not valid; use one of auto, software`},
+		{"backend", func(c *Config) { c.Encoder.Backend = "nvenc" }, `encoder.backend: "nvenc" is not "auto", "software", "v4l2m2m" or a /dev/ path`},
 		{"bitrate", func(c *Config) { c.Encoder.BitrateKbps = 5 }, "encoder.bitrate_kbps: 5 is out of range; use 100..50000"},
 		{"keyframe short", func(c *Config) { c.Encoder.KeyframeInterval = 100 * time.Millisecond }, "encoder.keyframe_interval: 100ms is out of range; use 500ms..60s"},
 		{"keyframe long", func(c *Config) { c.Encoder.KeyframeInterval = 2 * time.Minute }, "encoder.keyframe_interval: 2m0s is out of range"},
