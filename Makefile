@@ -4,7 +4,7 @@ VERSION  ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -s -w -X main.version=$(VERSION)
 FUZZTIME ?= 60s
 
-.PHONY: build build-arm64 run test test-unit test-e2e test-systemd lint bench fuzz deps-run deps-test clean
+.PHONY: build build-arm64 run test test-unit test-e2e test-systemd vboard-test lint bench fuzz deps-run deps-test clean
 
 ## build: the daemon for this machine, with the software H.264 encoder (cgo).
 build: deps-run
@@ -23,13 +23,19 @@ run: build
 
 ## test: everything CI runs: lint, unit tests with fuzz seed corpora, end-to-end tests with a
 ## real H.264 decoder (ffmpeg) and a real browser (Chromium).
-test: deps-test lint test-unit test-e2e test-systemd
+test: deps-test lint test-unit test-e2e test-systemd vboard-test
 
 test-unit:
 	$(GO) test -count=1 ./...
 
 test-e2e:
 	$(GO) test -count=1 -tags e2e -timeout 10m -v -run 'E2E' ./cmd/edged/
+
+## vboard-test: the device layer against real kernel drivers in QEMU guests (x86-64: vivid,
+## vicodec, gpio-sim; arm64: PL061 and edged-arm64). The test kernel is built once and cached
+## in ~/.cache/edged-vboard (EDGE_VBOARD_CACHE); see internal/vboard/README.md.
+vboard-test: deps-test
+	$(GO) test -tags vboard -count=1 -timeout 40m -v ./internal/vboard/
 
 ## test-systemd: the unit's exposure must stay at 2.5 or lower (systemd-analyze's 0-100 scale).
 test-systemd:
