@@ -6,8 +6,9 @@
 # and the linux-source package version:
 #   ${EDGE_VBOARD_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/edged-vboard}/kernel-<hash>/bzImage
 # A cached kernel is reused at no cost. The unpacked source and the object tree live beside it
-# (src-<version>/, build-<version>/), so a changed fragment rebuilds incrementally; the make
-# output of the last build is in build-<hash>.log. Progress goes to stderr.
+# (src-<version>/, build-<version>/, replaced when the package's version changes), so a
+# changed fragment rebuilds only what it must; the make output is in build-<hash>.log.
+# Progress goes to stderr. Needs: linux-source-6.1, gcc, make, flex, bison, bc, libelf-dev.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -43,6 +44,11 @@ trap 'status=$?; [ $status -eq 0 ] || { tail -n 40 "$log" >&2; say "failed, full
 run() { "$@" >>"$log" 2>&1; }
 
 if [ ! -f "$src/Makefile" ]; then
+	for old in "$cache"/src-* "$cache"/build-*; do # an older linux-source's trees (1.5 GB)
+		if [ -d "$old" ] && [ "$old" != "$cache/src-$version" ] && [ "$old" != "$obj" ]; then
+			rm -rf "$old"
+		fi
+	done
 	say "unpacking $tarball ($version)"
 	rm -rf "$cache/src-$version.tmp"
 	mkdir -p "$cache/src-$version.tmp"
