@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -271,5 +272,80 @@ func TestWatchdogStopsWhenFramesStop(t *testing.T) {
 	t.Logf("watchdog pings per second: %d flowing, %d stalled, %d resumed", flowing, stalled, resumed)
 	if flowing < 5 || stalled != 0 || resumed < 5 {
 		t.Fatalf("pings: %d while flowing, %d during a stall, %d after it; want about 10, 0, 10", flowing, stalled, resumed)
+	}
+}
+
+// unpluggingSource is the test pattern that fails once, like a camera pulled out and put
+// back: its first run ends with an error after `after` frames, later runs are normal.
+type unpluggingSource struct {
+	tp    *testpattern.Source
+	after int
+	runs  atomic.Int32
+}
+
+func (s *unpluggingSource) Run(ctx context.Context, emit func(*media.Frame)) error {
+	if s.runs.Add(1) > 1 {
+		return s.tp.Run(ctx, emit)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	n := 0
+	s.tp.Run(ctx, func(f *media.Frame) {
+		if n++; n == s.after {
+			cancel()
+		}
+		emit(f)
+	})
+	return errors.New("camera unplugged")
+}
+
+// TestViewerSurvivesCameraUnplug: a viewer connected while the camera fails keeps its
+// session, and pictures come back on it when the camera does.
+func TestViewerSurvivesCameraUnplug(t *testing.T) {
+	leakcheck.Check(t)
+	tp, err := testpattern.New(testpattern.Config{Width: 320, Height: 240, FPS: 30})
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := &unpluggingSource{tp: tp, after: 60} // two seconds of pictures, then the unplug
+	d := startDaemonWith(t, &runHooks{source: src}, "EDGED_CAMERA_WIDTH=320", "EDGED_CAMERA_HEIGHT=240")
+	var last atomic.Int64 // unix nanoseconds of the newest packet
+	var packets atomic.Int64
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	c, err := whepclient.Dial(ctx, whepclient.Options{URL: d.url + "/whep/camera", Token: testToken, LoopbackOnly: true},
+		func(*rtp.Packet) { packets.Add(1); last.Store(time.Now().UnixNano()) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+
+	// Wait for the gap: no packet for 500 ms after packets flowed.
+	var gapAt time.Time
+	for gapAt.IsZero() {
+		if ctx.Err() != nil {
+			t.Fatal("the stream never paused: the source did not fail")
+		}
+		time.Sleep(50 * time.Millisecond)
+		if l := last.Load(); l > 0 && time.Since(time.Unix(0, l)) > 500*time.Millisecond {
+			gapAt = time.Now()
+		}
+	}
+	if code, body := d.get(t, "/api/status", testToken); code != 200 || !strings.Contains(body, "camera unplugged") {
+		t.Errorf("status during the outage: %d %s; want the camera's error", code, body)
+	}
+	before := packets.Load()
+	for packets.Load() == before {
+		if ctx.Err() != nil {
+			t.Fatalf("pictures did not come back on the viewer's session after the camera did")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Logf("pictures resumed %v after the gap was seen, on the same session", time.Since(gapAt).Round(time.Millisecond))
+	if st := c.PeerConnection().ConnectionState().String(); st != "connected" {
+		t.Errorf("viewer connection %s after the outage; want connected", st)
+	}
+	if src.runs.Load() != 2 {
+		t.Errorf("source ran %d times; want 2 (the failure, then the retry)", src.runs.Load())
 	}
 }
