@@ -40,14 +40,20 @@ type Config struct {
 	// leaves the endpoints answering 501.
 	SetPrivacy func(on bool)
 	SetInCall  func(joined bool)
+	// ViewerFeedback receives each viewer's latest bandwidth estimate (bit/s from REMB, 0
+	// before one came) and loss fraction (from receiver reports); ViewerLeft says a viewer is
+	// gone. The daemon turns them into the encoder's bitrate.
+	ViewerFeedback func(viewer string, estimateBps int, loss float64)
+	ViewerLeft     func(viewer string)
 }
 
 // StreamStatus is what /api/status reports and the page shows.
 type StreamStatus struct {
 	Live        bool    `json:"live"`
-	Starting    bool    `json:"starting"` // not live yet, nothing wrong: viewers are accepted
-	Privacy     bool    `json:"privacy"`  // privacy mute: viewers see black
-	InCall      bool    `json:"in_call"`  // false after the appliance left the call
+	Starting    bool    `json:"starting"`    // not live yet, nothing wrong: viewers are accepted
+	Privacy     bool    `json:"privacy"`     // privacy mute: viewers see black
+	InCall      bool    `json:"in_call"`     // false after the appliance left the call
+	TargetKbps  float64 `json:"target_kbps"` // the encoder's bitrate target from viewers' feedback
 	Source      string  `json:"source"`
 	Encoder     string  `json:"encoder"`
 	Width       int     `json:"width"`

@@ -31,6 +31,7 @@ var H264Codec = webrtc.RTPCodecCapability{
 	SDPFmtpLine: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f",
 	RTCPFeedback: []webrtc.RTCPFeedback{
 		{Type: "nack"}, {Type: "nack", Parameter: "pli"}, {Type: "ccm", Parameter: "fir"},
+		{Type: "goog-remb"}, // browsers then send their bandwidth estimate, which drives the encoder
 	},
 }
 

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pion/rtcp"
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 )
@@ -32,6 +33,9 @@ type whepSession struct {
 	down     *downTrack
 	ufrag    string
 	closeOne sync.Once
+
+	estimate int     // latest REMB, bit/s; owned by readRTCP
+	loss     float64 // latest receiver-report loss fraction; owned by readRTCP
 }
 
 // handleWHEPOffer creates a session: RFC 9725 style, 201 with Location and the answer.
@@ -230,7 +234,27 @@ func (s *Server) readRTCP(sess *whepSession, sender *webrtc.RTPSender) {
 		nacked, resent := sess.down.handleRTCP(pkts)
 		s.nacks.Add(uint64(nacked))
 		s.retransmits.Add(uint64(resent))
+		if sess.congestion(pkts) && s.cfg.ViewerFeedback != nil {
+			s.cfg.ViewerFeedback(sess.id, sess.estimate, sess.loss)
+		}
 	}
+}
+
+// congestion takes the viewer's bandwidth estimate (REMB) and loss (receiver report) from
+// a compound RTCP packet and reports whether either was there.
+func (sess *whepSession) congestion(pkts []rtcp.Packet) bool {
+	found := false
+	for _, pkt := range pkts {
+		switch pkt := pkt.(type) {
+		case *rtcp.ReceiverEstimatedMaximumBitrate:
+			sess.estimate, found = int(pkt.Bitrate), true
+		case *rtcp.ReceiverReport:
+			for _, r := range pkt.Reports {
+				sess.loss, found = float64(r.FractionLost)/256, true
+			}
+		}
+	}
+	return found
 }
 
 // endSession closes a session once, whoever notices first.
@@ -244,6 +268,9 @@ func (s *Server) endSession(sess *whepSession, why string) {
 			// Close blocks until pion's goroutines stop; never on a pion callback's stack.
 			s.wg.Add(1)
 			go func() { defer s.wg.Done(); _ = sess.pc.Close() }()
+		}
+		if s.cfg.ViewerLeft != nil {
+			s.cfg.ViewerLeft(sess.id)
 		}
 		s.log.Info("viewer left", "stream", sess.stream, "session", sess.id, "reason", why, "viewers", n)
 	})

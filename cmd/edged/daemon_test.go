@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"net"
@@ -347,5 +348,47 @@ func TestViewerSurvivesCameraUnplug(t *testing.T) {
 	}
 	if src.runs.Load() != 2 {
 		t.Errorf("source ran %d times; want 2 (the failure, then the retry)", src.runs.Load())
+	}
+}
+
+// TestViewerEstimateDrivesEncoderBitrate: a viewer's REMB brings the encoder's target down
+// at once to what its path carries; when the viewer leaves the target climbs back slowly.
+func TestViewerEstimateDrivesEncoderBitrate(t *testing.T) {
+	leakcheck.Check(t)
+	d := startDaemon(t, "EDGED_CAMERA_WIDTH=320", "EDGED_CAMERA_HEIGHT=240")
+	target := func() float64 {
+		_, body := d.get(t, "/api/status", testToken)
+		var st struct {
+			TargetKbps float64 `json:"target_kbps"`
+		}
+		if err := json.Unmarshal([]byte(body), &st); err != nil {
+			t.Fatalf("status %q: %v", body, err)
+		}
+		return st.TargetKbps
+	}
+	if got := target(); got != 2000 {
+		t.Fatalf("target before any viewer: %v kbit/s; want the configured 2000", got)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	c, err := whepclient.Dial(ctx, whepclient.Options{URL: d.url + "/whep/camera", Token: testToken, LoopbackOnly: true},
+		func(*rtp.Packet) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cut float64
+	for cut = target(); cut > 600; cut = target() {
+		if err := c.SendREMB(ctx, 600_000); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if cut < 450 || cut > 600 {
+		t.Errorf("target after a 600 kbit/s estimate: %v; want about 0.85 of it", cut)
+	}
+	c.Close()
+	time.Sleep(4 * time.Second) // hold after a cut, then at most 8 % a second up
+	if up := target(); up <= cut || up > cut*1.3 {
+		t.Errorf("target %v kbit/s 4 s after the congested viewer left (was %v); want a slow climb", up, cut)
 	}
 }

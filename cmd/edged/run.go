@@ -22,6 +22,7 @@ import (
 	"github.com/edgeflux/edge/encoder"
 	"github.com/edgeflux/edge/encoder/openh264"
 	"github.com/edgeflux/edge/encoder/probe"
+	"github.com/edgeflux/edge/encoder/ratecontrol"
 	"github.com/edgeflux/edge/encoder/v4l2m2m"
 	"github.com/edgeflux/edge/internal/config"
 	"github.com/edgeflux/edge/internal/logging"
@@ -84,12 +85,20 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, environ [
 	track := edge.NewTrack("camera", "edged", func() { pipe.RequestKeyframe() })
 	pipe = pipeline.New(pipeline.Config{Source: src, Encoder: enc, Sink: track, Log: log.With("component", "pipeline")})
 
+	// Viewers' bandwidth estimates and loss set the encoder's bitrate, between the floor and
+	// the configured bitrate.
+	rate, err := ratecontrol.New(ratecontrol.Config{
+		MinBps: cfg.Encoder.MinBitrateKbps * 1000, MaxBps: cfg.Encoder.BitrateKbps * 1000})
+	if err != nil {
+		return fmt.Errorf("rate control: %w", err)
+	}
+
 	var srv *edge.Server
 	status := func() edge.StreamStatus {
 		ps := pipe.Status()
 		st := edge.StreamStatus{
 			Live: ps.Live, Starting: ps.Starting, Privacy: ps.Privacy, InCall: !ps.Paused, Source: srcName, Encoder: enc.Name(), Width: w, Height: h,
-			FPS: ps.FPS, BitrateKbps: ps.BitrateBps / 1000,
+			FPS: ps.FPS, BitrateKbps: ps.BitrateBps / 1000, TargetKbps: float64(rate.Target()) / 1000,
 		}
 		if ps.Err != nil {
 			st.Error = ps.Err.Error()
@@ -103,6 +112,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, environ [
 		Status:     status,
 		SetPrivacy: func(on bool) { setPrivacy(pipe, log, on) },
 		SetInCall:  func(joined bool) { setInCall(pipe, log, joined) },
+		ViewerFeedback: func(viewer string, estimateBps int, loss float64) {
+			rate.Report(viewer, estimateBps, loss, time.Now())
+		},
+		ViewerLeft: rate.Remove,
 	}, log.With("component", "edge"))
 	if err != nil {
 		return err
@@ -131,6 +144,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, environ [
 		sdnotify.Watchdog(ctx, log, func() (bool, string) { return flowing(pipe.LastProgress(), fps) })
 	})
 	helpers.Go(func() { reportStatus(ctx, status, srv.Viewers) })
+	helpers.Go(func() { rate.Run(ctx, 200*time.Millisecond, pipe.SetBitrate) })
 
 	// Buttons work the same switches as the API; the LEDs follow the status.
 	resetRequested := make(chan struct{}, 1)

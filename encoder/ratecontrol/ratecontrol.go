@@ -212,11 +212,14 @@ func (c *Controller) Update(now time.Time) (bps int, changed bool) {
 	c.last = now
 	cfg := c.cfg
 	est, loss, ok := c.aggregate(now)
+	if !ok {
+		// Nobody reports congestion (no viewers, or none that estimate): nothing argues for
+		// a low bitrate, so climb back at the usual pace.
+		est, loss = math.Inf(1), 0
+	}
 	prev := c.target
 	t := prev
 	switch {
-	case !ok:
-		c.why = "hold: no viewer reports"
 	case loss > cfg.LossCut:
 		if c.lossCut.IsZero() || now.Sub(c.lossCut) >= cfg.LossCutInterval {
 			t = cfg.Backoff * min(est, t)

@@ -102,9 +102,9 @@ func TestController(t *testing.T) {
 			rep(6*s, "a", 3_000_000, 0),
 			update(6*s, 1_000_000, false, "increase"), // b's report is 6 s old: only a counts
 		}},
-		{"no viewers holds", base, []step{
-			update(0, 1_000_000, false, "hold: no viewer reports"),
-			update(10*s, 1_000_000, false, "hold: no viewer reports"),
+		{"no viewers climbs back at the usual pace", base, []step{
+			update(0, 1_000_000, false, "increase"),
+			update(10*s, 1_080_000, true, "increase"), // a long gap is still one second's rise
 		}},
 		{"clamped to min and max", base, []step{
 			rep(0, "a", 50_000, 0),

@@ -61,6 +61,7 @@ type Camera struct {
 type Encoder struct {
 	Backend          string        `yaml:"backend"` // auto, software, v4l2m2m or a /dev/video path
 	BitrateKbps      int           `yaml:"bitrate_kbps"`
+	MinBitrateKbps   int           `yaml:"min_bitrate_kbps"` // floor when viewers report congestion
 	KeyframeInterval time.Duration `yaml:"keyframe_interval"`
 }
 
@@ -97,7 +98,7 @@ func Default() Config {
 		Log:     Log{Level: "info", Format: "auto"},
 		HTTP:    HTTP{Listen: ":8080"},
 		Camera:  Camera{Device: "auto", Format: "auto", Width: 1280, Height: 720, FPS: 30},
-		Encoder: Encoder{Backend: "auto", BitrateKbps: 2000, KeyframeInterval: 2 * time.Second},
+		Encoder: Encoder{Backend: "auto", BitrateKbps: 2000, MinBitrateKbps: 300, KeyframeInterval: 2 * time.Second},
 		WebRTC:  WebRTC{UDPPort: 8189, MDNS: true, MaxViewers: 200},
 		GPIO: GPIO{ButtonActiveLow: true, ButtonBias: "auto", Debounce: 30 * time.Millisecond,
 			LongPress: 10 * time.Second},
@@ -131,6 +132,10 @@ func (c *Config) Validate() error {
 		add(fmt.Errorf(`encoder.backend: %q is not "auto", "software", "v4l2m2m" or a /dev/ path; use auto to let edged choose`, b))
 	}
 	add(inRange("encoder.bitrate_kbps", c.Encoder.BitrateKbps, 100, 50000))
+	// Against an invalid bitrate_kbps the floor is not checked: one mistake, one message.
+	if m, top := c.Encoder.MinBitrateKbps, c.Encoder.BitrateKbps; m < 50 || (top >= 100 && m > top) {
+		add(fmt.Errorf("encoder.min_bitrate_kbps: %d is out of range; use 50..encoder.bitrate_kbps (%d)", m, c.Encoder.BitrateKbps))
+	}
 	if k := c.Encoder.KeyframeInterval; k < 500*time.Millisecond || k > time.Minute {
 		add(fmt.Errorf("encoder.keyframe_interval: %s is out of range; use 500ms..60s", k))
 	}

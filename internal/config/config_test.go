@@ -269,6 +269,7 @@ func TestValidate(t *testing.T) {
 		{"fps", func(c *Config) { c.Camera.FPS = 0 }, "camera.fps: 0 is out of range; use 1..120"},
 		{"backend", func(c *Config) { c.Encoder.Backend = "nvenc" }, `encoder.backend: "nvenc" is not "auto", "software", "v4l2m2m" or a /dev/ path`},
 		{"bitrate", func(c *Config) { c.Encoder.BitrateKbps = 5 }, "encoder.bitrate_kbps: 5 is out of range; use 100..50000"},
+		{"min bitrate above target", func(c *Config) { c.Encoder.MinBitrateKbps = 3000 }, "encoder.min_bitrate_kbps: 3000 is out of range; use 50..encoder.bitrate_kbps (2000)"},
 		{"keyframe short", func(c *Config) { c.Encoder.KeyframeInterval = 100 * time.Millisecond }, "encoder.keyframe_interval: 100ms is out of range; use 500ms..60s"},
 		{"keyframe long", func(c *Config) { c.Encoder.KeyframeInterval = 2 * time.Minute }, "encoder.keyframe_interval: 2m0s is out of range"},
 		{"udp port", func(c *Config) { c.WebRTC.UDPPort = 70000 }, "webrtc.udp_port: 70000 is out of range; use 0..65535"},

@@ -146,14 +146,31 @@ func (c *Client) PeerConnection() *webrtc.PeerConnection { return c.pc }
 
 // SendPLI asks the sender for a keyframe once the track has arrived.
 func (c *Client) SendPLI(ctx context.Context) error {
-	var ssrc uint32
-	select {
-	case ssrc = <-c.ssrc:
-		c.ssrc <- ssrc
-	case <-ctx.Done():
-		return ctx.Err()
+	ssrc, err := c.trackSSRC(ctx)
+	if err != nil {
+		return err
 	}
 	return c.pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: ssrc}})
+}
+
+// SendREMB tells the sender this viewer's bandwidth estimate, as a browser does.
+func (c *Client) SendREMB(ctx context.Context, bps float32) error {
+	ssrc, err := c.trackSSRC(ctx)
+	if err != nil {
+		return err
+	}
+	return c.pc.WriteRTCP([]rtcp.Packet{&rtcp.ReceiverEstimatedMaximumBitrate{Bitrate: bps, SSRCs: []uint32{ssrc}}})
+}
+
+// trackSSRC waits for the video track and returns its SSRC.
+func (c *Client) trackSSRC(ctx context.Context) (uint32, error) {
+	select {
+	case ssrc := <-c.ssrc:
+		c.ssrc <- ssrc
+		return ssrc, nil
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
 }
 
 // Close ends the session on the server (DELETE) and closes the connection.
