@@ -204,6 +204,7 @@ func TestVBoardARM64(t *testing.T) {
 	steps := []vboard.Step{
 		{Name: "edged-version", Args: []string{"/bin/edged", "-version"}},
 		{Name: "edged-check-config", Args: []string{"/bin/edged", "-check-config"}},
+		{Name: "edged-button", Args: []string{"/bin/sh", "-c", edgedButtonScript}},
 	}
 
 	buttons := []struct{ pkg, test string }{
@@ -248,7 +249,10 @@ func TestVBoardARM64(t *testing.T) {
 
 	results, done := vboard.Results(guest.Lines())
 	t.Run("edged", func(t *testing.T) {
-		for step, want := range map[string]string{"edged-version": "edged vboard", "edged-check-config": "configuration OK"} {
+		for step, want := range map[string]string{
+			"edged-version": "edged vboard", "edged-check-config": "configuration OK",
+			"edged-button": "msg=call joined=false", // the daemon saw the PL061 press and left the call
+		} {
 			if r := result(t, results, step, guest); !strings.Contains(r.Output, want) {
 				t.Errorf("%s printed no %q:\n%s", step, want, r.Output)
 			}
@@ -269,6 +273,25 @@ func TestVBoardARM64(t *testing.T) {
 	}
 	guestDone(t, waitErr, done, guest)
 }
+
+// edgedButtonScript runs the shipped daemon on the arm64 board with PL061 line 3 (the power
+// button) as its call button, asks the host for a press once edged serves, and passes when
+// edged itself logs that it left the call.
+const edgedButtonScript = `
+export EDGED_AUTH_TOKEN=vboard-token-0123456789 EDGED_CAMERA_DEVICE=synthetic \
+	EDGED_CAMERA_WIDTH=320 EDGED_CAMERA_HEIGHT=240 EDGED_CAMERA_FPS=5 \
+	EDGED_HTTP_LISTEN=127.0.0.1:8080 EDGED_WEBRTC_UDP_PORT=0 EDGED_WEBRTC_INTERFACES=lo \
+	EDGED_WEBRTC_INCLUDE_LOOPBACK=true EDGED_WEBRTC_MDNS=false EDGED_LOG_FORMAT=text \
+	EDGED_GPIO_CALL_BUTTON=gpiochip0:3 EDGED_GPIO_BUTTON_ACTIVE_LOW=false EDGED_GPIO_BUTTON_BIAS=as-is
+/bin/edged >/tmp/edged.log 2>&1 &
+pid=$!
+wait_for() { i=0; until grep -q "$1" /tmp/edged.log; do i=$((i+1)); [ $i -gt 90 ] && return 1; sleep 1; done; }
+wait_for "edged serving" && echo VBOARD-READY-FOR-BUTTON && wait_for "msg=call joined=false"
+ok=$?
+kill $pid; wait $pid
+cat /tmp/edged.log
+exit $ok
+`
 
 // setup returns the module root and the cache directory.
 func setup(t *testing.T) (root, cache string) {
