@@ -25,8 +25,9 @@ run: build
 ## real H.264 decoder (ffmpeg) and a real browser (Chromium).
 test: deps-test lint test-unit test-e2e test-systemd vboard-test
 
+## test-unit: every package's tests and fuzz seeds, under the race detector.
 test-unit:
-	$(GO) test -count=1 ./...
+	$(GO) test -race -count=1 ./...
 
 test-e2e:
 	$(GO) test -count=1 -tags e2e -timeout 10m -v -run 'E2E' ./cmd/edged/

@@ -179,10 +179,12 @@ func TestFailedSourceIsRetriedAndStatusSaysWhy(t *testing.T) {
 			t.Fatalf("status after the source failed: %+v; want not live, err device unplugged", st)
 		}
 		time.Sleep(2 * time.Second) // retry after 1 s, fails again after 5 frames; next retry at +2 s
+		synctest.Wait()             // the pipeline is idle now: its writes happen before our reads
 		if src.runs != 2 {
 			t.Errorf("source ran %d times in 2.1 s; want 2 (backoff 1 s, then 2 s)", src.runs)
 		}
 		time.Sleep(2 * time.Second)
+		synctest.Wait()
 		if src.runs != 3 {
 			t.Errorf("source ran %d times by 4.1 s; want 3", src.runs)
 		}
@@ -242,6 +244,7 @@ func TestPrivacyMuteNeverEncodesCameraPixels(t *testing.T) {
 		time.Sleep(55 * time.Millisecond)
 		p.SetPrivacy(true)
 		time.Sleep(100 * time.Millisecond)
+		synctest.Wait()
 		muted := len(enc.lumas)
 		p.SetPrivacy(false)
 		time.Sleep(MinKeyframeGap) // the second switch's keyframe waits out the throttle
