@@ -14,47 +14,20 @@ import (
 	"text/tabwriter"
 
 	"github.com/edgeflux/edge/internal/media"
+	"github.com/edgeflux/edge/internal/v4l2"
 )
 
 // FourCC is a V4L2 pixel format code.
-type FourCC uint32
-
-// MakeFourCC builds a code from its four characters, as v4l2_fourcc does.
-func MakeFourCC(a, b, c, d byte) FourCC {
-	return FourCC(uint32(a) | uint32(b)<<8 | uint32(c)<<16 | uint32(d)<<24)
-}
+type FourCC = v4l2.FourCC
 
 // Codes Choose looks for.
 const (
-	FourCCH264   FourCC = 'H' | '2'<<8 | '6'<<16 | '4'<<24
-	FourCCYUV420 FourCC = 'Y' | 'U'<<8 | '1'<<16 | '2'<<24 // I420
-	FourCCNV12   FourCC = 'N' | 'V'<<8 | '1'<<16 | '2'<<24
-	FourCCYUYV   FourCC = 'Y' | 'U'<<8 | 'Y'<<16 | 'V'<<24
-	FourCCMJPEG  FourCC = 'M' | 'J'<<8 | 'P'<<16 | 'G'<<24
+	FourCCH264   = v4l2.FourCCH264
+	FourCCYUV420 = v4l2.FourCCYUV420 // I420
+	FourCCNV12   = v4l2.FourCCNV12
+	FourCCYUYV   = v4l2.FourCCYUYV
+	FourCCMJPEG  = v4l2.FourCCMJPEG
 )
-
-func (f FourCC) String() string {
-	b := []byte{byte(f), byte(f >> 8), byte(f >> 16), byte(f >> 24)}
-	for _, c := range b {
-		if c < 0x20 || c > 0x7e {
-			return fmt.Sprintf("0x%08x", uint32(f))
-		}
-	}
-	return strings.TrimRight(string(b), " ")
-}
-
-// rawFourCC is the V4L2 code of a camera's pixel format.
-func rawFourCC(p media.PixelFormat) FourCC {
-	switch p {
-	case media.PixelFormatI420:
-		return FourCCYUV420
-	case media.PixelFormatNV12:
-		return FourCCNV12
-	case media.PixelFormatYUYV:
-		return FourCCYUYV
-	}
-	return 0
-}
 
 // Kind is what a video node is.
 type Kind int
@@ -258,7 +231,7 @@ func evaluate(d Device, cam media.PixelFormat, w, h int) verdict {
 	if d.OutputFor != FourCCH264 || len(d.Output) == 0 {
 		return verdict{explain: "lists no raw format for H.264" + errSuffix(d)}
 	}
-	want := rawFourCC(cam)
+	want := v4l2.FromPixelFormat(cam)
 	if f, ok := d.outputs(want); ok && want != 0 {
 		if !f.fits(w, h) {
 			return verdict{explain: fmt.Sprintf("takes %v at %s, not %dx%d", want, f.sizeRange(), w, h)}

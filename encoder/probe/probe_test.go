@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"github.com/edgeflux/edge/internal/media"
+
+	"github.com/edgeflux/edge/internal/v4l2"
 )
 
 func formats(compressed bool, sizes []Size, codes ...FourCC) []Format {
@@ -17,11 +19,11 @@ func formats(compressed bool, sizes []Size, codes ...FourCC) []Format {
 }
 
 var (
-	yvu420 = MakeFourCC('Y', 'V', '1', '2')
-	nv21   = MakeFourCC('N', 'V', '2', '1')
-	rgb3   = MakeFourCC('R', 'G', 'B', '3')
-	fwht   = MakeFourCC('F', 'W', 'H', 'T')
-	uyvy   = MakeFourCC('U', 'Y', 'V', 'Y')
+	yvu420 = v4l2.MakeFourCC('Y', 'V', '1', '2')
+	nv21   = v4l2.MakeFourCC('N', 'V', '2', '1')
+	rgb3   = v4l2.MakeFourCC('R', 'G', 'B', '3')
+	fwht   = v4l2.MakeFourCC('F', 'W', 'H', 'T')
+	uyvy   = v4l2.MakeFourCC('U', 'Y', 'V', 'Y')
 )
 
 // Fake devices, after what the real drivers report.

@@ -14,6 +14,8 @@ import (
 	"testing"
 
 	"github.com/edgeflux/edge/internal/media"
+
+	"github.com/edgeflux/edge/internal/v4l2"
 )
 
 func TestVBoardProbe(t *testing.T) {
@@ -42,7 +44,7 @@ func TestVBoardProbe(t *testing.T) {
 	if b, err := os.ReadFile("/sys/module/vicodec/parameters/multiplanar"); err == nil && (strings.TrimSpace(string(b)) == "Y") != enc.MPlane {
 		t.Errorf("vicodec.multiplanar=%s but the probe says mplane=%v", strings.TrimSpace(string(b)), enc.MPlane)
 	}
-	fwht := MakeFourCC('F', 'W', 'H', 'T')
+	fwht := v4l2.MakeFourCC('F', 'W', 'H', 'T')
 	if f, ok := enc.captures(fwht); !ok || !f.Compressed || !slices.Contains(f.Sizes, Size{640, 4096, 8, 360, 2160, 8}) {
 		t.Errorf("vicodec encoder CAPTURE %+v; want compressed FWHT 640x360..4096x2160", enc.Capture)
 	}

@@ -11,6 +11,8 @@ import (
 	"github.com/edgeflux/edge/encoder"
 	"github.com/edgeflux/edge/encoder/yuv"
 	"github.com/edgeflux/edge/internal/media"
+
+	"github.com/edgeflux/edge/internal/v4l2"
 )
 
 func TestFourCC(t *testing.T) {
@@ -19,13 +21,13 @@ func TestFourCC(t *testing.T) {
 		want string
 	}{
 		{FourCCH264, "H264"}, {FourCCFWHT, "FWHT"}, {FourCCYUV420, "YU12"}, {FourCCNV12, "NV12"},
-		{FourCCYUYV, "YUYV"}, {MakeFourCC('4', '2', '2', 'P'), "422P"}, {0xa0363159, "0xa0363159"},
+		{FourCCYUYV, "YUYV"}, {v4l2.MakeFourCC('4', '2', '2', 'P'), "422P"}, {0xa0363159, "0xa0363159"},
 	} {
 		if got := tc.f.String(); got != tc.want {
 			t.Errorf("%#x: %q; want %q", uint32(tc.f), got, tc.want)
 		}
 	}
-	if MakeFourCC('H', '2', '6', '4') != FourCCH264 {
+	if v4l2.MakeFourCC('H', '2', '6', '4') != FourCCH264 {
 		t.Error("MakeFourCC disagrees with the constant")
 	}
 	for p, want := range map[media.PixelFormat]FourCC{media.PixelFormatI420: FourCCYUV420, media.PixelFormatNV12: FourCCNV12,
@@ -65,7 +67,7 @@ func TestRawPlanes(t *testing.T) {
 		{"YUYV", fm(FourCCYUYV, 640, 480, 1280), 640, 480, []planeSpec{{0, 1280, 1280, 480}}, ""},
 		{"buffer smaller than the picture", fm(FourCCYUV420, 640, 360, 640), 640, 480, nil, "cannot hold"},
 		{"no bytes per line", fm(FourCCYUV420, 640, 480, 0), 640, 480, nil, "cannot hold"},
-		{"unsupported format", fm(MakeFourCC('R', 'G', 'B', '3'), 640, 480, 1920), 640, 480, nil, "not supported"},
+		{"unsupported format", fm(v4l2.MakeFourCC('R', 'G', 'B', '3'), 640, 480, 1920), 640, 480, nil, "not supported"},
 		{"separate memory planes", func() format { f := fm(FourCCYUV420, 640, 480, 640); f.NumPlanes = 3; return f }(), 640, 480, nil, "memory planes"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -364,7 +366,7 @@ func TestBitstream(t *testing.T) {
 		{"FWHT garbage", FourCCFWHT, []byte("not a frame header, not at all, long enough though"), false},
 		{"H.264 IDR with parameter sets", FourCCH264, cat(nalSPS, nalPPS, nalIDR), true},
 		{"H.264 P slice", FourCCH264, nalSlice, false},
-		{"unknown codec", MakeFourCC('V', 'P', '8', '0'), nalIDR, false},
+		{"unknown codec", v4l2.MakeFourCC('V', 'P', '8', '0'), nalIDR, false},
 	} {
 		if got := codedKeyframe(tc.codec, tc.data); got != tc.key {
 			t.Errorf("%s: keyframe %v; want %v", tc.name, got, tc.key)

@@ -38,6 +38,8 @@ import (
 	"github.com/edgeflux/edge/device/testpattern"
 	"github.com/edgeflux/edge/encoder"
 	"github.com/edgeflux/edge/internal/media"
+
+	"github.com/edgeflux/edge/internal/v4l2"
 )
 
 const (
@@ -446,7 +448,7 @@ func (x *decoder) picture(buf []byte) picture {
 	cah := ah / 2
 	switch f.PixelFormat {
 	case FourCCYUV420:
-	case MakeFourCC('4', '2', '2', 'P'):
+	case v4l2.MakeFourCC('4', '2', '2', 'P'):
 		p.ch, cah = x.h, ah
 	default:
 		x.t.Fatalf("decoder CAPTURE format %v not handled", f.PixelFormat)
