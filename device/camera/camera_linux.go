@@ -17,6 +17,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/edgeflux/edge/internal/media"
+
+	"github.com/edgeflux/edge/internal/v4l2"
 )
 
 const (
@@ -127,18 +129,18 @@ func openDevice(dev string, cfg Config, log *slog.Logger) (*Camera, error) {
 			unix.Close(fd)
 		}
 	}()
-	vc, err := queryCap(fd)
+	vc, err := v4l2.QueryCap(fd)
 	if err != nil {
 		return nil, fmt.Errorf("camera: open %s: %w: not a V4L2 device (VIDIOC_QUERYCAP: %w)", dev, ErrNotCapture, err)
 	}
-	caps := nodeCaps(vc.capabilities, vc.deviceCaps)
+	caps := nodeCaps(vc.Capabilities, vc.DeviceCaps)
 	if kind := captureKind(caps); kind != "" {
 		return nil, fmt.Errorf("camera: open %s: %w (%s)", dev, ErrNotCapture, kind)
 	}
 	if caps&capVideoCapture == 0 {
 		return nil, fmt.Errorf("camera: open %s: %w", dev, ErrMultiplanar)
 	}
-	card := cString(vc.card[:])
+	card := vc.Card
 
 	cam, err := webcam.Open(dev)
 	if err != nil {
@@ -463,9 +465,9 @@ func isCaptureNode(path string) bool {
 		return false
 	}
 	defer unix.Close(fd)
-	vc, err := queryCap(fd)
+	vc, err := v4l2.QueryCap(fd)
 	if err != nil {
 		return false
 	}
-	return captureKind(nodeCaps(vc.capabilities, vc.deviceCaps)) == ""
+	return captureKind(nodeCaps(vc.Capabilities, vc.DeviceCaps)) == ""
 }

@@ -3,10 +3,11 @@ package camera
 import (
 	"fmt"
 	"math"
-	"slices"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/edgeflux/edge/internal/v4l2"
 )
 
 // The V4L2 ABI this package speaks itself (videodev2.h): the queries blackjack/webcam does
@@ -25,16 +26,6 @@ const (
 
 	capTimePerFrame = 0x1000 // v4l2_captureparm.capability: S_PARM sets the frame interval
 )
-
-type v4l2Capability struct {
-	driver       [16]byte
-	card         [32]byte
-	busInfo      [32]byte
-	version      uint32
-	capabilities uint32
-	deviceCaps   uint32
-	reserved     [3]uint32
-}
 
 type v4l2PixFormat struct {
 	width, height, pixelformat, field, bytesperline, sizeimage uint32
@@ -115,7 +106,6 @@ type v4l2ExportBuffer struct {
 
 // _IOC(dir, 'V', nr, size) with dir 1 = write, 2 = read, 3 = read and write.
 const (
-	vidiocQueryCap       = 2<<30 | unsafe.Sizeof(v4l2Capability{})<<16 | 'V'<<8 | 0
 	vidiocGFmt           = 3<<30 | unsafe.Sizeof(v4l2Format{})<<16 | 'V'<<8 | 4
 	vidiocSFmt           = 3<<30 | unsafe.Sizeof(v4l2Format{})<<16 | 'V'<<8 | 5
 	vidiocReqBufs        = 3<<30 | unsafe.Sizeof(v4l2RequestBuffers{})<<16 | 'V'<<8 | 8
@@ -131,24 +121,7 @@ const (
 )
 
 // ioctl issues one request, retrying when a signal interrupts it, and returns the errno.
-func ioctl(fd int, req uintptr, arg unsafe.Pointer) error {
-	for {
-		_, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), req, uintptr(arg))
-		switch e {
-		case 0:
-			return nil
-		case unix.EINTR:
-			continue
-		}
-		return e
-	}
-}
-
-func queryCap(fd int) (v4l2Capability, error) {
-	var c v4l2Capability
-	err := ioctl(fd, vidiocQueryCap, unsafe.Pointer(&c))
-	return c, err
-}
+func ioctl(fd int, req uintptr, arg unsafe.Pointer) error { return v4l2.Ioctl(fd, req, arg) }
 
 func getFormat(fd int) (v4l2PixFormat, error) {
 	f := v4l2Format{typ: bufTypeVideoCapture}
@@ -208,11 +181,4 @@ func enumFrameSize(fd int, code, index uint32) (sizeRange, error) {
 			minH: int(u[3]), maxH: int(u[4]), stepH: int(u[5])}, nil
 	}
 	return sizeRange{}, fmt.Errorf("VIDIOC_ENUM_FRAMESIZES: unknown type %d", e.typ)
-}
-
-func cString(b []byte) string {
-	if i := slices.Index(b, 0); i >= 0 {
-		b = b[:i]
-	}
-	return string(b)
 }

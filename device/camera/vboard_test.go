@@ -23,6 +23,8 @@ import (
 
 	"github.com/edgeflux/edge/internal/media"
 	"github.com/edgeflux/edge/internal/pipeline"
+
+	"github.com/edgeflux/edge/internal/v4l2"
 )
 
 // What the tests ask of vivid's webcam input: a rate slow enough for an emulated CPU.
@@ -82,10 +84,10 @@ func onBoard(t *testing.T) string {
 		if err != nil {
 			continue
 		}
-		vc, err := queryCap(fd)
+		vc, err := v4l2.QueryCap(fd)
 		unix.Close(fd)
-		caps := nodeCaps(vc.capabilities, vc.deviceCaps)
-		if err == nil && cString(vc.driver[:]) == "vivid" && captureKind(caps) == "" && caps&capVideoCapture != 0 {
+		caps := nodeCaps(vc.Capabilities, vc.DeviceCaps)
+		if err == nil && vc.Driver == "vivid" && captureKind(caps) == "" && caps&capVideoCapture != 0 {
 			return n
 		}
 	}
@@ -123,7 +125,7 @@ func findControl(t *testing.T, fd int, name string, wantID uint32) uint32 {
 	var names []string
 	q := v4l2QueryCtrl{id: ctrlFlagNextCtrl}
 	for ioctl(fd, vidiocQueryCtrl, unsafe.Pointer(&q)) == nil {
-		n := cString(q.name[:])
+		n := v4l2.CString(q.name[:])
 		if n == name && q.flags&ctrlFlagDisabled == 0 {
 			if q.id != wantID {
 				t.Logf("vivid control %q has id %#x, not %#x as in Linux 6.1", name, q.id, wantID)

@@ -12,19 +12,11 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/edgeflux/edge/internal/v4l2"
 )
 
 // The V4L2 structs and ioctls the probe needs (videodev2.h), in pure Go.
-type v4l2Capability struct {
-	driver       [16]byte
-	card         [32]byte
-	busInfo      [32]byte
-	version      uint32
-	capabilities uint32
-	deviceCaps   uint32
-	reserved     [3]uint32
-}
-
 type v4l2FmtDesc struct {
 	index       uint32
 	typ         uint32
@@ -58,7 +50,6 @@ const (
 	iocRW    = 3
 	iocShift = 30
 
-	vidiocQueryCap       = iocRead<<iocShift | uintptr(unsafe.Sizeof(v4l2Capability{}))<<16 | 'V'<<8 | 0
 	vidiocEnumFmt        = iocRW<<iocShift | uintptr(unsafe.Sizeof(v4l2FmtDesc{}))<<16 | 'V'<<8 | 2
 	vidiocSFmt           = iocRW<<iocShift | uintptr(unsafe.Sizeof(v4l2Format{}))<<16 | 'V'<<8 | 5
 	vidiocEnumFrameSizes = iocRW<<iocShift | uintptr(unsafe.Sizeof(v4l2FrmSizeEnum{}))<<16 | 'V'<<8 | 74
@@ -82,18 +73,7 @@ const (
 	frmSizeDiscrete = 1
 )
 
-func ioctl(fd int, req uintptr, arg unsafe.Pointer) error {
-	for {
-		_, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), req, uintptr(arg))
-		switch errno {
-		case 0:
-			return nil
-		case unix.EINTR:
-			continue
-		}
-		return errno
-	}
-}
+func ioctl(fd int, req uintptr, arg unsafe.Pointer) error { return v4l2.Ioctl(fd, req, arg) }
 
 // Discover describes every /dev/video* node, in numeric order. A node that cannot be asked
 // is listed with Kind KindOther and Err set; only a failure to list /dev is an error.
@@ -132,15 +112,15 @@ func Query(path string) (Device, error) {
 		return Device{}, fmt.Errorf("probe: open %s: %w", path, err)
 	}
 	defer unix.Close(fd)
-	var c v4l2Capability
-	if err := ioctl(fd, vidiocQueryCap, unsafe.Pointer(&c)); err != nil {
+	c, err := v4l2.QueryCap(fd)
+	if err != nil {
 		return Device{}, fmt.Errorf("probe: %s VIDIOC_QUERYCAP: %w", path, err)
 	}
-	caps := c.capabilities
+	caps := c.Capabilities
 	if caps&capDeviceCaps != 0 {
-		caps = c.deviceCaps
+		caps = c.DeviceCaps
 	}
-	d := Device{Path: path, Driver: cstr(c.driver[:]), Card: cstr(c.card[:]), BusInfo: cstr(c.busInfo[:])}
+	d := Device{Path: path, Driver: c.Driver, Card: c.Card, BusInfo: c.BusInfo}
 	capture := caps&(capVideoCapture|capVideoCaptureMP) != 0
 	output := caps&(capVideoOutput|capVideoOutputMP) != 0
 	m2m := caps&(capVideoM2M|capVideoM2MMP) != 0 || (capture && output)
@@ -191,13 +171,6 @@ func Query(path string) (Device, error) {
 	return d, nil
 }
 
-func cstr(b []byte) string {
-	if i := slices.Index(b, 0); i >= 0 {
-		b = b[:i]
-	}
-	return string(b)
-}
-
 func enumFormats(fd int, typ uint32) ([]Format, error) {
 	var out []Format
 	for i := uint32(0); i < 256; i++ {
@@ -208,7 +181,7 @@ func enumFormats(fd int, typ uint32) ([]Format, error) {
 			}
 			return out, fmt.Errorf("VIDIOC_ENUM_FMT type %d: %w", typ, err)
 		}
-		f := Format{FourCC: FourCC(desc.pixelFormat), Description: cstr(desc.description[:]), Compressed: desc.flags&fmtFlagCompressed != 0}
+		f := Format{FourCC: FourCC(desc.pixelFormat), Description: v4l2.CString(desc.description[:]), Compressed: desc.flags&fmtFlagCompressed != 0}
 		f.Sizes = enumSizes(fd, desc.pixelFormat)
 		out = append(out, f)
 	}
