@@ -404,15 +404,22 @@ func (e *Encoder) queueCapture(s *session, i int) error {
 // abandon releases a session without talking to the driver beyond close: after a failure
 // the driver may not answer, and close releases the queues anyway.
 func (s *session) abandon() {
-	for _, q := range [][]slot{s.out, s.cap} {
+	_ = unmapAll(s.out, s.cap)
+	s.out, s.cap = nil, nil
+	s.dev.close()
+}
+
+// unmapAll releases the MMAP mappings of every slot of the given queues.
+func unmapAll(queues ...[]slot) error {
+	var errs []error
+	for _, q := range queues {
 		for _, sl := range q {
 			for _, m := range sl.planes {
-				unix.Munmap(m)
+				errs = append(errs, unix.Munmap(m))
 			}
 		}
 	}
-	s.out, s.cap = nil, nil
-	s.dev.close()
+	return errors.Join(errs...)
 }
 
 // shutdown stops a healthy session the orderly way: STREAMOFF, unmap, free, close.
@@ -422,13 +429,7 @@ func (s *session) shutdown() error {
 	if s.started {
 		errs = append(errs, d.stream(d.outType(), false), d.stream(d.capType(), false))
 	}
-	for _, q := range [][]slot{s.out, s.cap} {
-		for _, sl := range q {
-			for _, m := range sl.planes {
-				errs = append(errs, unix.Munmap(m))
-			}
-		}
-	}
+	errs = append(errs, unmapAll(s.out, s.cap))
 	if s.started {
 		_, err1 := d.reqbufs(d.outType(), s.memory, 0)
 		_, err2 := d.reqbufs(d.capType(), memoryMMAP, 0)

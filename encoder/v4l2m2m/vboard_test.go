@@ -334,13 +334,7 @@ func (x *decoder) alloc(typ uint32, count int) []slot {
 }
 
 func (x *decoder) close() {
-	for _, q := range [][]slot{x.out, x.cap} {
-		for _, s := range q {
-			for _, m := range s.planes {
-				unix.Munmap(m)
-			}
-		}
-	}
+	_ = unmapAll(x.out, x.cap)
 	x.out, x.cap = nil, nil
 	x.d.close()
 }

@@ -25,11 +25,8 @@ import (
 // EDGE_VBOARD_PKGS (package patterns) and EDGE_VBOARD_RUN (a -test.run pattern) narrow it.
 func TestVBoardX86(t *testing.T) {
 	ctx := t.Context()
-	root, cache := setup(t)
-	kernel, err := vboard.BuildKernel(ctx, "kernel/build.sh", lineLogger{t})
-	if err != nil {
-		t.Fatal(err)
-	}
+	root, _ := setup(t)
+	cache, kernel, rootfs := x86Base(t)
 	patterns := strings.Fields(os.Getenv("EDGE_VBOARD_PKGS"))
 	if len(patterns) == 0 {
 		patterns = []string{"./..."}
@@ -46,10 +43,6 @@ func TestVBoardX86(t *testing.T) {
 		run = r
 	}
 
-	rootfs, err := vboard.BaseInitramfs("/bin/busybox", "x86_64")
-	if err != nil {
-		t.Fatal(err)
-	}
 	work := t.TempDir()
 	buildErrs := map[string]error{}
 	var steps []vboard.Step
@@ -94,16 +87,7 @@ func TestVBoardX86(t *testing.T) {
 // TestVBoardX86HostForward checks Guest.HostFwd: a TCP port on the host's loopback reaches
 // a server in the guest (busybox nc on eth0, QEMU user networking with restrict=on).
 func TestVBoardX86HostForward(t *testing.T) {
-	ctx := t.Context()
-	_, cache := setup(t)
-	kernel, err := vboard.BuildKernel(ctx, "kernel/build.sh", lineLogger{t})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rootfs, err := vboard.BaseInitramfs("/bin/busybox", "x86_64")
-	if err != nil {
-		t.Fatal(err)
-	}
+	cache, kernel, rootfs := x86Base(t)
 	const greeting = "hello from the guest"
 	steps := []vboard.Step{{Name: "nc", Args: []string{"sh", "-c", "echo '" + greeting + "' | timeout 120 nc -l -p 8080"}}}
 	l, err := net.Listen("tcp", "127.0.0.1:0") // a free port
@@ -119,7 +103,7 @@ func TestVBoardX86HostForward(t *testing.T) {
 		HostFwd:    []vboard.Forward{{Host: hostAddr, GuestPort: 8080}},
 		ConsoleLog: consoleLog(cache, "x86_64"),
 	})
-	if err := guest.WaitFor(ctx, vboard.MarkerBegin+"nc", 1); err != nil {
+	if err := guest.WaitFor(t.Context(), vboard.MarkerBegin+"nc", 1); err != nil {
 		t.Fatalf("%v; console tail:\n%s", err, guest.Tail(40))
 	}
 	// Until nc listens, QEMU accepts the connection and closes it at once: try again.
@@ -145,16 +129,7 @@ func TestVBoardX86HostForward(t *testing.T) {
 // TestVBoardX86Timeout checks that a hung guest is killed at Guest.Timeout, with an error
 // that says so and the hung step left open.
 func TestVBoardX86Timeout(t *testing.T) {
-	ctx := t.Context()
-	_, cache := setup(t)
-	kernel, err := vboard.BuildKernel(ctx, "kernel/build.sh", lineLogger{t})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rootfs, err := vboard.BaseInitramfs("/bin/busybox", "x86_64")
-	if err != nil {
-		t.Fatal(err)
-	}
+	cache, kernel, rootfs := x86Base(t)
 	steps := []vboard.Step{{Name: "hang", Args: []string{"sh", "-c", "echo hanging; sleep 600"}}}
 	guest := boot(t, rootfs, steps, vboard.Guest{
 		Arch:       "x86_64",
@@ -162,7 +137,7 @@ func TestVBoardX86Timeout(t *testing.T) {
 		Timeout:    20 * time.Second,
 		ConsoleLog: consoleLog(cache, "x86_64"),
 	})
-	err = guest.Wait()
+	err := guest.Wait()
 	if !errors.Is(err, vboard.ErrTimeout) {
 		t.Fatalf("Wait = %v, want ErrTimeout; console tail:\n%s", err, guest.Tail(20))
 	}
@@ -292,6 +267,22 @@ kill $pid; wait $pid
 cat /tmp/edged.log
 exit $ok
 `
+
+// x86Base builds (or reuses) the x86-64 test kernel and starts an initramfs with busybox:
+// what every x86-64 guest starts from.
+func x86Base(t *testing.T) (cache, kernel string, rootfs *vboard.Initramfs) {
+	t.Helper()
+	_, cache = setup(t)
+	kernel, err := vboard.BuildKernel(t.Context(), "kernel/build.sh", lineLogger{t})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rootfs, err = vboard.BaseInitramfs("/bin/busybox", "x86_64")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cache, kernel, rootfs
+}
 
 // setup returns the module root and the cache directory.
 func setup(t *testing.T) (root, cache string) {
