@@ -17,6 +17,9 @@ const (
 	PixelFormatI420                // planar Y, U, V; chroma at half width and height
 	PixelFormatNV12                // planar Y, then interleaved UV at half width and height
 	PixelFormatYUYV                // packed 4:2:2, Y0 U Y1 V
+	// PixelFormatRGB24 is packed R, G, B bytes. No camera path produces it; it exists for
+	// scalers that only take RGB (the virtual board's vim2m) and the tests that check them.
+	PixelFormatRGB24
 )
 
 func (p PixelFormat) String() string {
@@ -27,6 +30,8 @@ func (p PixelFormat) String() string {
 		return "NV12"
 	case PixelFormatYUYV:
 		return "YUYV"
+	case PixelFormatRGB24:
+		return "RGB24"
 	default:
 		return fmt.Sprintf("PixelFormat(%d)", int(p))
 	}
