@@ -1,6 +1,7 @@
-// Package pipeline moves frames from a source through an encoder into a sink. It is the one
-// place where keyframe requests are throttled, bitrate changes reach the encoder, a failed
-// source is retried, and the flow of media is observed for the watchdog and the status page.
+// Package pipeline moves frames from a source through one or more encoders into sinks. It is
+// the one place where keyframe requests are throttled, bitrate changes reach an encoder, a
+// failed source is retried, and the flow of media is observed for the watchdog and the status
+// page. Several encodes of the one source at different sizes are layers (layer.go).
 package pipeline
 
 import (
@@ -8,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -31,46 +33,44 @@ type Sink interface {
 // count, so a viewer joining just after one is not kept waiting.
 const MinKeyframeGap = 500 * time.Millisecond
 
-// Config wires a pipeline.
+// Config wires a pipeline: one encode (Encoder and Sink) or several (Layers).
 type Config struct {
-	Source  Source
+	Source Source
+	// Encoder and Sink make a pipeline of one layer at the source's size, encoded in line on
+	// the source's goroutine. They are ignored when Layers is set.
 	Encoder encoder.Encoder
 	Sink    Sink
-	Log     *slog.Logger
+	// Layers are encodes of the source at different sizes (see LayerConfig). With one layer
+	// it is encoded in line; with two or three each has its own goroutine.
+	Layers []LayerConfig
+	Log    *slog.Logger
 	// RetryBackoff bounds the wait before a failed source is run again (doubling from Min).
 	RetryMin, RetryMax time.Duration
 }
 
 // Pipeline is one camera's path from capture to the edge.
 type Pipeline struct {
-	src  Source
-	enc  encoder.Encoder
-	sink Sink
-	log  *slog.Logger
+	src Source
+	log *slog.Logger
 
 	retryMin, retryMax time.Duration
 
-	// Keyframe requests are counted rather than flagged so that an IDR encoded while a new
-	// request arrives does not swallow it: the request is served only by a later IDR.
-	keyframeRequests atomic.Uint64
-	keyframeServed   uint64       // owned by the encode goroutine
-	lastForced       time.Time    // when a keyframe was last forced on request
-	bitrate          atomic.Int64 // pending bitrate change, 0 when none
+	// layers from the smallest to the largest; with one layer it is encoded in line.
+	layers []*Layer
 
-	// privacy replaces every camera frame with a black one before the encoder sees it; paused
+	// privacy replaces every camera frame with a black one before any encoder sees it; paused
 	// (the appliance left the call) drops frames before encoding. Both are set from any
-	// goroutine and read per frame.
+	// goroutine and read per frame, and apply to every layer.
 	privacy, paused atomic.Bool
-	black           *media.Frame // the privacy picture, made at the camera's size on first use
 
-	lastOutput   atomic.Int64 // unix nanoseconds of the last access unit handed to the sink
+	lastOutput   atomic.Int64 // unix nanoseconds of the last access unit handed to a sink
 	lastProgress atomic.Int64 // unix nanoseconds of the last frame handled as intended
 
 	created time.Time
 
 	mu      sync.Mutex
-	err     error        // why the source is not producing, nil while it is
-	window  []outputMark // recent access units, for frame rate and bitrate
+	err     error        // why the source (or the top layer's encoder) is not producing
+	window  []outputMark // recent access units of the top active layer, for frame rate and bitrate
 	encoded uint64
 }
 
@@ -79,16 +79,25 @@ type outputMark struct {
 	bytes int
 }
 
-// New makes a pipeline; Run starts it.
+// New makes a pipeline; Run starts it. Layers are sorted from the smallest to the largest.
 func New(cfg Config) *Pipeline {
 	p := &Pipeline{
-		src: cfg.Source, enc: cfg.Encoder, sink: cfg.Sink, log: cfg.Log,
+		src: cfg.Source, log: cfg.Log,
 		retryMin: cfg.RetryMin, retryMax: cfg.RetryMax,
 		created: time.Now(),
 	}
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)
 	}
+	layers := cfg.Layers
+	if len(layers) == 0 {
+		// The size is the source's, whatever it is: the layer never scales.
+		layers = []LayerConfig{{Quality: QualityHigh, Encoder: cfg.Encoder, Sink: cfg.Sink}}
+	}
+	for _, lc := range layers {
+		p.layers = append(p.layers, newLayer(p, lc))
+	}
+	slices.SortStableFunc(p.layers, func(a, b *Layer) int { return a.w*a.h - b.w*b.h })
 	if p.retryMin <= 0 {
 		p.retryMin = time.Second
 	}
@@ -101,6 +110,24 @@ func New(cfg Config) *Pipeline {
 // Run captures, encodes and delivers until ctx is done. A source that fails is run again
 // with backoff: viewers keep their sessions and get pictures again when it comes back.
 func (p *Pipeline) Run(ctx context.Context) error {
+	if len(p.layers) > 1 {
+		var workers sync.WaitGroup
+		for _, l := range p.layers {
+			l.in = make(chan *media.Frame, 1)
+			workers.Go(l.work)
+		}
+		defer func() {
+			for _, l := range p.layers {
+				close(l.in)
+			}
+			workers.Wait()
+		}()
+	}
+	defer func() {
+		for _, l := range p.layers {
+			l.closeScalers()
+		}
+	}()
 	backoff := p.retryMin
 	for {
 		start := time.Now()
@@ -125,47 +152,63 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	}
 }
 
-// handle runs on the source's goroutine for every frame: encoding in line keeps capture to
-// packet latency at one encode time, and a slow encoder slows capture instead of queueing.
+// handle runs on the source's goroutine for every frame. One layer is encoded in line: capture
+// to packet latency stays at one encode time, and a slow encoder slows capture instead of
+// queueing. Several layers each get the frame scaled (or copied) into memory of their own and
+// encode on their own goroutine; a layer still busy with an earlier frame drops this one, so a
+// slow layer never holds up the others or the camera.
 func (p *Pipeline) handle(f *media.Frame) {
 	if p.paused.Load() {
 		p.lastProgress.Store(time.Now().UnixNano()) // not a stall: nobody wants pictures
 		return
 	}
-	if p.privacy.Load() {
-		f = p.privacyFrame(f)
-	}
-	if bps := p.bitrate.Swap(0); bps > 0 {
-		if err := p.enc.SetBitrate(int(bps)); err != nil {
-			p.log.Warn("bitrate change failed", "bps", bps, "err", err)
+	muted := p.privacy.Load()
+	if len(p.layers) == 1 {
+		l := p.layers[0]
+		if muted {
+			f = l.blackFrame(f)
+		} else if l.w != 0 && (f.Width != l.w || f.Height != l.h) {
+			var err error
+			if f, err = l.scale(f); err != nil {
+				l.fail(fmt.Errorf("scale: %w", err), f)
+				return
+			}
 		}
-	}
-	requests := p.keyframeRequests.Load()
-	now := time.Now()
-	if requests != p.keyframeServed && now.Sub(p.lastForced) >= MinKeyframeGap {
-		p.enc.RequestKeyframe()
-		p.lastForced = now
-	}
-	au, err := p.enc.Encode(f)
-	if err != nil {
-		p.setErr(fmt.Errorf("encoder: %w", err))
-		p.log.Warn("encode failed; frame dropped", "frame", f.Seq, "err", err)
+		l.encode(f)
 		return
 	}
-	if len(au.Data) == 0 {
-		return
+	for _, l := range p.layers {
+		if !l.active.Load() {
+			continue
+		}
+		if !l.busy.CompareAndSwap(false, true) {
+			l.dropped.Add(1)
+			continue
+		}
+		in := f
+		if muted {
+			in = l.blackFrame(f)
+		} else {
+			var err error
+			if in, err = l.scale(f); err != nil {
+				l.busy.Store(false)
+				l.fail(fmt.Errorf("scale: %w", err), f)
+				continue
+			}
+		}
+		l.in <- in // never blocks: busy says the worker took the previous one
 	}
-	if au.Keyframe { // forced or periodic, it serves every request made before this frame
-		p.keyframeServed = requests
-	}
-	p.sink.WriteAccessUnit(au)
-	p.observe(len(au.Data))
 }
 
-func (p *Pipeline) observe(n int) {
+// observe records an access unit of layer l: every layer's output is progress for the
+// watchdog; the top active layer's is the rate the status reports.
+func (p *Pipeline) observe(l *Layer, n int) {
 	now := time.Now()
 	p.lastOutput.Store(now.UnixNano())
 	p.lastProgress.Store(now.UnixNano())
+	if l != p.topActive() {
+		return
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.err = nil
@@ -178,29 +221,18 @@ func (p *Pipeline) observe(n int) {
 	p.window = append(p.window[:0], p.window[cut:]...)
 }
 
+// topActive is the largest active layer (the largest when none is active).
+func (p *Pipeline) topActive() *Layer {
+	for i := len(p.layers) - 1; i >= 0; i-- {
+		if p.layers[i].active.Load() {
+			return p.layers[i]
+		}
+	}
+	return p.layers[len(p.layers)-1]
+}
+
 // statusWindow is how far back frame rate and bitrate are averaged.
 const statusWindow = 2 * time.Second
-
-// privacyFrame returns a black I420 picture standing in for f: same size, number and time,
-// none of its pixels.
-func (p *Pipeline) privacyFrame(f *media.Frame) *media.Frame {
-	if p.black == nil || p.black.Width != f.Width || p.black.Height != f.Height {
-		w, h := f.Width, f.Height
-		buf := make([]byte, w*h+2*(w/2)*(h/2))
-		for i := range buf {
-			buf[i] = 128 // neutral chroma
-		}
-		for i := range w * h {
-			buf[i] = 16 // video black
-		}
-		p.black = &media.Frame{Format: media.PixelFormatI420, Width: w, Height: h,
-			Planes:  [3][]byte{buf[:w*h], buf[w*h : w*h+w*h/4], buf[w*h+w*h/4:]},
-			Strides: [3]int{w, w / 2, w / 2}}
-	}
-	black := *p.black
-	black.Seq, black.CaptureTime = f.Seq, f.CaptureTime
-	return &black
-}
 
 // SetPrivacy turns privacy mute on or off: while on, no camera picture reaches the encoder,
 // viewers see black. The switch takes effect on the next frame. Safe from any goroutine.
@@ -224,12 +256,33 @@ func (p *Pipeline) SetPaused(on bool) {
 // Paused reports whether the pipeline is paused.
 func (p *Pipeline) Paused() bool { return p.paused.Load() }
 
-// RequestKeyframe asks for an IDR soon; requests are coalesced and at most one IDR per
-// MinKeyframeGap is forced. Safe from any goroutine.
-func (p *Pipeline) RequestKeyframe() { p.keyframeRequests.Add(1) }
+// RequestKeyframe asks every layer for an IDR soon; requests are coalesced and at most one
+// IDR per MinKeyframeGap is forced per layer. Safe from any goroutine.
+func (p *Pipeline) RequestKeyframe() {
+	for _, l := range p.layers {
+		l.RequestKeyframe()
+	}
+}
 
-// SetBitrate changes the encoder's target bitrate before the next frame. Safe from any goroutine.
-func (p *Pipeline) SetBitrate(bps int) { p.bitrate.Store(int64(bps)) }
+// SetBitrate changes the target bitrate of the largest layer (the one edged publishes today)
+// before its next frame; the other layers have Layer.SetBitrate. Safe from any goroutine.
+func (p *Pipeline) SetBitrate(bps int) { p.Top().SetBitrate(bps) }
+
+// Layers returns the layers, from the smallest to the largest.
+func (p *Pipeline) Layers() []*Layer { return slices.Clone(p.layers) }
+
+// Top is the largest layer.
+func (p *Pipeline) Top() *Layer { return p.layers[len(p.layers)-1] }
+
+// Layer returns the layer of quality q, or nil.
+func (p *Pipeline) Layer(q Quality) *Layer {
+	for _, l := range p.layers {
+		if l.quality == q {
+			return l
+		}
+	}
+	return nil
+}
 
 // LastOutput is when the last access unit left the encoder (zero before the first).
 func (p *Pipeline) LastOutput() time.Time {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -14,13 +15,13 @@ import (
 // fakeSource emits a frame every interval until ctx ends, or fails after failAfter frames.
 type fakeSource struct {
 	interval  time.Duration
-	failAfter int // 0: never
-	runs      int
+	failAfter int          // 0: never
+	runs      atomic.Int32 // read by the test while the pipeline retries
 	seq       uint64
 }
 
 func (s *fakeSource) Run(ctx context.Context, emit func(*media.Frame)) error {
-	s.runs++
+	s.runs.Add(1)
 	for n := 1; ; n++ {
 		select {
 		case <-ctx.Done():
@@ -180,13 +181,13 @@ func TestFailedSourceIsRetriedAndStatusSaysWhy(t *testing.T) {
 		}
 		time.Sleep(2 * time.Second) // retry after 1 s, fails again after 5 frames; next retry at +2 s
 		synctest.Wait()             // the pipeline is idle now: its writes happen before our reads
-		if src.runs != 2 {
-			t.Errorf("source ran %d times in 2.1 s; want 2 (backoff 1 s, then 2 s)", src.runs)
+		if src.runs.Load() != 2 {
+			t.Errorf("source ran %d times in 2.1 s; want 2 (backoff 1 s, then 2 s)", src.runs.Load())
 		}
 		time.Sleep(2 * time.Second)
 		synctest.Wait()
-		if src.runs != 3 {
-			t.Errorf("source ran %d times by 4.1 s; want 3", src.runs)
+		if src.runs.Load() != 3 {
+			t.Errorf("source ran %d times by 4.1 s; want 3", src.runs.Load())
 		}
 		if frames, _ := rec.snapshot(); frames != 15 {
 			t.Errorf("%d frames delivered over 3 runs of 5", frames)
