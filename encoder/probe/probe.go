@@ -433,3 +433,136 @@ func abbreviateStr(s string, n int) string {
 	}
 	return s[:cut] + fmt.Sprintf(" (+%d more)", len(strings.Fields(s[cut:])))
 }
+
+// FourCCRGB24 is packed RGB, the only input vim2m (the virtual board's scaler) takes.
+const FourCCRGB24 = FourCC('R' | 'G'<<8 | 'B'<<16 | '3'<<24)
+
+// rawFourCC is the V4L2 code of a pipeline pixel format, RGB24 included.
+func rawFourCC(p media.PixelFormat) FourCC {
+	if p == media.PixelFormatRGB24 {
+		return FourCCRGB24
+	}
+	return v4l2.FromPixelFormat(p)
+}
+
+// Scalers lists the memory-to-memory devices that take and make raw pictures.
+func Scalers(devices []Device) []Device {
+	var out []Device
+	for _, d := range devices {
+		if d.Kind == KindConverter {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// ScalerChoice is the hardware scaler ChooseScaler picked for the layers.
+type ScalerChoice struct {
+	Device string // "" when the layers scale in software
+	Card   string
+	// Input is the camera's layout, which the scaler takes; Output the layout it makes for
+	// the encoders (the camera's when it can, else I420, NV12 or YUYV).
+	Input, Output media.PixelFormat
+	Reason        string
+	// The camera and layer sizes ChooseScaler chose for.
+	Width, Height int
+	Sizes         [][2]int
+}
+
+// scalerVerdict says whether scaler d takes the camera's frames and makes every layer size
+// in a layout an encoder takes.
+func scalerVerdict(d Device, cam media.PixelFormat, w, h int, sizes [][2]int) (media.PixelFormat, string, bool) {
+	in := rawFourCC(cam)
+	if in == 0 {
+		return 0, fmt.Sprintf("the camera's %v is not a layout the appliance scales", cam), false
+	}
+	f, ok := d.outputs(in)
+	if !ok {
+		return 0, fmt.Sprintf("takes %s, not the camera's %v", orNone(fourccs(d.Output)), cam), false
+	}
+	if !f.fits(w, h) {
+		return 0, fmt.Sprintf("takes %v at %s, not %dx%d", in, f.sizeRange(), w, h), false
+	}
+	for _, p := range []media.PixelFormat{cam, media.PixelFormatI420, media.PixelFormatNV12, media.PixelFormatYUYV} {
+		out, ok := d.captures(rawFourCC(p))
+		if !ok {
+			continue
+		}
+		for _, s := range sizes {
+			if !out.fits(s[0], s[1]) {
+				return 0, fmt.Sprintf("makes %v at %s, not %dx%d", out.FourCC, out.sizeRange(), s[0], s[1]), false
+			}
+		}
+		return p, fmt.Sprintf("scales the camera's %v to %v", cam, p), true
+	}
+	return 0, fmt.Sprintf("makes %s; none of the camera's %v, I420, NV12 or YUYV", orNone(fourccs(d.Capture)), cam), false
+}
+
+// ChooseScaler picks the memory-to-memory scaler for layers of the given sizes from a camera
+// delivering cameraFormat at width x height: the first that takes the camera's layout at that
+// size and makes every layer size. The reason says why, naming what the others lack; with no
+// fitting scaler the layers scale in software (Device is "").
+func ChooseScaler(cameraFormat media.PixelFormat, width, height int, sizes [][2]int, devices []Device) ScalerChoice {
+	c := ScalerChoice{Input: cameraFormat, Width: width, Height: height, Sizes: sizes}
+	scalers := Scalers(devices)
+	if len(scalers) == 0 {
+		c.Reason = "no memory-to-memory scaler on this machine"
+		return c
+	}
+	var rejected []string
+	for _, d := range scalers {
+		out, why, ok := scalerVerdict(d, cameraFormat, width, height, sizes)
+		if ok {
+			c.Device, c.Card, c.Output = d.Path, d.Card, out
+			c.Reason = d.name() + " " + why
+			return c
+		}
+		rejected = append(rejected, d.name()+": "+why)
+	}
+	c.Reason = fmt.Sprintf("no scaler takes %dx%d %v and makes the layers (%s)", width, height, cameraFormat, strings.Join(rejected, "; "))
+	return c
+}
+
+// WriteScalers prints the scalers found and the choice, for `edged -probe`.
+func WriteScalers(w io.Writer, scalers []Device, choice ScalerChoice) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "\nMEMORY-TO-MEMORY SCALERS")
+	if len(scalers) == 0 {
+		fmt.Fprintln(tw, "  none")
+	} else {
+		var sizes []string
+		for _, s := range choice.Sizes {
+			sizes = append(sizes, fmt.Sprintf("%dx%d", s[0], s[1]))
+		}
+		fmt.Fprintf(tw, "  PATH\tDRIVER\tCARD\tRAW IN\tRAW OUT\tVERDICT for %dx%d %v to %s\n", choice.Width, choice.Height, choice.Input, orNone(strings.Join(sizes, ", ")))
+		for _, d := range scalers {
+			_, why, ok := scalerVerdict(d, choice.Input, choice.Width, choice.Height, choice.Sizes)
+			switch {
+			case ok && d.Path == choice.Device:
+				why = "CHOSEN: " + why
+			case ok:
+				why = "usable: " + why
+			}
+			var in, out []string
+			for _, f := range d.Output {
+				in = append(in, f.FourCC.String()+" "+f.sizeRange())
+			}
+			for _, f := range d.Capture {
+				out = append(out, f.FourCC.String())
+			}
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\n", d.Path, d.Driver, d.Card, orNone(abbreviateStr(strings.Join(in, ", "), 60)), abbreviate(out, 8), why)
+		}
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	line := "SCALER: software (encoder/scale)"
+	if choice.Device != "" {
+		line = fmt.Sprintf("SCALER: hardware, %s (%s), %v to %v", choice.Device, choice.Card, choice.Input, choice.Output)
+	}
+	if len(choice.Sizes) == 0 {
+		line, choice.Reason = "SCALER: none needed", "one layer at the camera's size"
+	}
+	_, err := fmt.Fprintf(w, "\n%s\n  why: %s\n", line, choice.Reason)
+	return err
+}

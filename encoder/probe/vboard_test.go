@@ -78,10 +78,26 @@ func TestVBoardProbe(t *testing.T) {
 	if c, r := Choose(media.PixelFormatYUYV, 1280, 720, devs, ForceHardware); c.Backend != BackendNone {
 		t.Errorf("hardware forced on the virtual board: %q %s", c.Backend, r)
 	}
+	// vim2m is the board's scaler: it takes RGB only, up to 640x480.
+	layers := [][2]int{{640, 360}, {320, 180}}
+	sc := ChooseScaler(media.PixelFormatYUYV, 1280, 720, layers, devs)
+	m2m := byDriverKind("vim2m", KindConverter)
+	if sc.Device != "" || len(m2m) != 1 || !strings.Contains(sc.Reason, m2m[0].Path+" (vim2m): takes ") || !strings.Contains(sc.Reason, "not the camera's YUYV") {
+		t.Errorf("scaler for a YUYV camera: %q: %s; want software, vim2m takes no YUYV", sc.Device, sc.Reason)
+	}
+	if rgb := ChooseScaler(media.PixelFormatRGB24, 640, 480, [][2]int{{320, 240}}, devs); len(m2m) == 1 && (rgb.Device != m2m[0].Path || rgb.Output != media.PixelFormatRGB24) {
+		t.Errorf("scaler for RGB24 640x480: %q making %v: %s; want vim2m making RGB24", rgb.Device, rgb.Output, rgb.Reason)
+	}
 	cameras, encoders := Split(devs)
 	var b bytes.Buffer
 	if err := WriteTable(&b, cameras, encoders, choice); err != nil {
 		t.Fatal(err)
+	}
+	if err := WriteScalers(&b, Scalers(devs), sc); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), "MEMORY-TO-MEMORY SCALERS") || !strings.Contains(b.String(), "SCALER: software (encoder/scale)") {
+		t.Errorf("probe table without the scaler section:\n%s", b.String())
 	}
 	t.Log("edged --probe would print:\n" + b.String())
 }

@@ -387,6 +387,8 @@ var (
 	_ [C.V4L2_PIX_FMT_NV12 - uint32(FourCCNV12)]struct{}
 	_ [uint32(FourCCYUYV) - C.V4L2_PIX_FMT_YUYV]struct{}
 	_ [C.V4L2_PIX_FMT_YUYV - uint32(FourCCYUYV)]struct{}
+	_ [uint32(FourCCRGB24) - C.V4L2_PIX_FMT_RGB24]struct{}
+	_ [C.V4L2_PIX_FMT_RGB24 - uint32(FourCCRGB24)]struct{}
 )
 
 // controlID maps the backend's controls to V4L2 control IDs.

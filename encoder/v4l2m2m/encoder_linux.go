@@ -361,7 +361,12 @@ func memoryName(m uint32) string {
 }
 
 func (e *Encoder) allocate(s *session, t, memory uint32, count int) ([]slot, error) {
-	d := s.dev
+	return allocateSlots(s.dev, t, memory, count)
+}
+
+// allocateSlots requests count buffers of a queue and, for MMAP, maps them. The encoder and
+// the scaler share it.
+func allocateSlots(d *device, t, memory uint32, count int) ([]slot, error) {
 	n, err := d.reqbufs(t, memory, count)
 	if err != nil {
 		return nil, err

@@ -67,6 +67,8 @@ func rawPlanes(fm format, w, h int) ([]planeSpec, error) {
 		return []planeSpec{{0, bpl, w, h}, {bpl * ah, bpl, w, h / 2}}, nil
 	case FourCCYUYV:
 		return []planeSpec{{0, bpl, 2 * w, h}}, nil
+	case FourCCRGB24:
+		return []planeSpec{{0, bpl, 3 * w, h}}, nil
 	}
 	return nil, fmt.Errorf("raw format %v is not supported", fm.PixelFormat)
 }

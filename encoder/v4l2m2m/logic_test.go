@@ -67,7 +67,8 @@ func TestRawPlanes(t *testing.T) {
 		{"YUYV", fm(FourCCYUYV, 640, 480, 1280), 640, 480, []planeSpec{{0, 1280, 1280, 480}}, ""},
 		{"buffer smaller than the picture", fm(FourCCYUV420, 640, 360, 640), 640, 480, nil, "cannot hold"},
 		{"no bytes per line", fm(FourCCYUV420, 640, 480, 0), 640, 480, nil, "cannot hold"},
-		{"unsupported format", fm(v4l2.MakeFourCC('R', 'G', 'B', '3'), 640, 480, 1920), 640, 480, nil, "not supported"},
+		{"RGB24 (the scaler's)", fm(FourCCRGB24, 640, 480, 1920), 640, 480, []planeSpec{{0, 1920, 1920, 480}}, ""},
+		{"unsupported format", fm(v4l2.MakeFourCC('B', 'G', 'R', '3'), 640, 480, 1920), 640, 480, nil, "not supported"},
 		{"separate memory planes", func() format { f := fm(FourCCYUV420, 640, 480, 640); f.NumPlanes = 3; return f }(), 640, 480, nil, "memory planes"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -20,10 +20,26 @@ const (
 	FourCCYUV420 = v4l2.FourCCYUV420
 	FourCCNV12   = v4l2.FourCCNV12
 	FourCCYUYV   = v4l2.FourCCYUYV
+	FourCCRGB24  = FourCC('R' | 'G'<<8 | 'B'<<16 | '3'<<24) // packed R, G, B: what vim2m takes
 )
 
 // RawFourCC is the V4L2 code of a media pixel format, 0 for an unknown one.
-func RawFourCC(p media.PixelFormat) FourCC { return v4l2.FromPixelFormat(p) }
+func RawFourCC(p media.PixelFormat) FourCC {
+	if p == media.PixelFormatRGB24 { // only scalers see it; the camera path never does
+		return FourCCRGB24
+	}
+	return v4l2.FromPixelFormat(p)
+}
+
+// rawPixelFormat is the media pixel format of a V4L2 raw code, PixelFormatUnknown for others.
+func rawPixelFormat(f FourCC) media.PixelFormat {
+	for _, p := range []media.PixelFormat{media.PixelFormatI420, media.PixelFormatNV12, media.PixelFormatYUYV, media.PixelFormatRGB24} {
+		if RawFourCC(p) == f {
+			return p
+		}
+	}
+	return media.PixelFormatUnknown
+}
 
 // Memory selects how frames reach the encoder's OUTPUT queue.
 type Memory int
@@ -99,4 +115,27 @@ type ControlStatus struct {
 	Supported bool
 	Value     int64 // what was set, when supported
 	Note      string
+}
+
+// ScalerOptions says which memory-to-memory scaler to drive and how.
+type ScalerOptions struct {
+	// Device is the scaler node, e.g. /dev/video12 (encoder/probe finds it).
+	Device string
+	// OutputFormat is the layout Scale returns; PixelFormatUnknown means the input's when the
+	// device produces it, else the first of I420, NV12 and YUYV it does.
+	OutputFormat media.PixelFormat
+	// Timeout bounds the wait for each scaled picture; 0 means 2 s.
+	Timeout time.Duration
+	Log     *slog.Logger
+}
+
+// ErrScalerSize is wrapped when the device cannot take or make the sizes asked for (it
+// adjusted the format): the caller scales in software instead.
+var ErrScalerSize = errors.New("v4l2m2m scaler: the device does not scale between these sizes")
+
+// ScalerStats counts what a Scaler did over its life.
+type ScalerStats struct {
+	Frames   uint64 // pictures scaled
+	Copies   uint64 // CPU copies of source frames into OUTPUT buffers
+	Sessions uint64 // times the device was set up (a new input or output size reconfigures it)
 }

@@ -40,3 +40,14 @@ func (e *Encoder) Controls() []ControlStatus                    { return nil }
 func (e *Encoder) OutputFormat() (FourCC, int, int, bool, bool) { return 0, 0, 0, false, false }
 
 var _ encoder.Encoder = (*Encoder)(nil)
+
+// Scaler is absent from this build: the backend needs Linux and cgo.
+type Scaler struct{}
+
+// NewScaler reports that the hardware scaler needs a Linux cgo build.
+func NewScaler(ScalerOptions) (*Scaler, error) { return nil, errNoBackend() }
+
+func (s *Scaler) Scale(*media.Frame, int, int) (*media.Frame, error) { return nil, errNoBackend() }
+func (s *Scaler) Name() string                                       { return "v4l2m2m scaler (unavailable)" }
+func (s *Scaler) Close() error                                       { return nil }
+func (s *Scaler) Stats() ScalerStats                                 { return ScalerStats{} }

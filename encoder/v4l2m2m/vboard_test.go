@@ -554,6 +554,12 @@ type vivid struct {
 // openVivid streams vivid's webcam as YU12 at w x h from MMAP buffers, each exported as a
 // DMABUF (VIDIOC_EXPBUF).
 func openVivid(t testing.TB, path string, w, h int) *vivid {
+	return openVividAs(t, path, FourCCYUV420, w, h, nil)
+}
+
+// openVividAs streams vivid's webcam in pixel format fcc, after setting the given controls
+// (vivid's test pattern, its on-screen text).
+func openVividAs(t testing.TB, path string, fcc FourCC, w, h int, ctrls map[uint32]int64) *vivid {
 	t.Helper()
 	d, err := openDevice(path)
 	if err != nil {
@@ -561,10 +567,18 @@ func openVivid(t testing.TB, path string, w, h int) *vivid {
 	}
 	v := &vivid{t: t, d: d, w: w, h: h, start: time.Now()}
 	t.Cleanup(v.close)
-	v.fmt, err = d.setFormat(format{Type: d.capType(), PixelFormat: FourCCYUV420, Width: uint32(w), Height: uint32(h), NumPlanes: 1})
+	for id, val := range ctrls {
+		info, ok, err := d.queryControl(id)
+		must(t, err)
+		if !ok {
+			t.Fatalf("vivid has no control 0x%08x", id)
+		}
+		must(t, d.setControl(id, info.typ, val))
+	}
+	v.fmt, err = d.setFormat(format{Type: d.capType(), PixelFormat: fcc, Width: uint32(w), Height: uint32(h), NumPlanes: 1})
 	must(t, err)
-	if v.fmt.PixelFormat != FourCCYUV420 || int(v.fmt.Width) != w || int(v.fmt.Height) != h {
-		t.Skipf("vivid offers %v %dx%d for YU12 %dx%d", v.fmt.PixelFormat, v.fmt.Width, v.fmt.Height, w, h)
+	if v.fmt.PixelFormat != fcc || int(v.fmt.Width) != w || int(v.fmt.Height) != h {
+		t.Skipf("vivid offers %v %dx%d for %v %dx%d", v.fmt.PixelFormat, v.fmt.Width, v.fmt.Height, fcc, w, h)
 	}
 	n, err := d.reqbufs(d.capType(), memoryMMAP, 4)
 	must(t, err)
@@ -613,12 +627,14 @@ func (v *vivid) next() (*media.Frame, int) {
 
 func (v *vivid) frameOf(i int) *media.Frame {
 	m := v.bufs[i].planes[0]
-	bpl, h := int(v.fmt.BytesPerLine[0]), v.h
-	c := bpl / 2
-	return &media.Frame{Format: media.PixelFormatI420, Width: v.w, Height: v.h, Seq: v.seq,
-		Planes:  [3][]byte{m[:bpl*h], m[bpl*h : bpl*h+c*h/2], m[bpl*h+c*h/2 : bpl*h+c*h]},
-		Strides: [3]int{bpl, c, c},
-		DMABuf:  &media.DMABuf{FD: v.fds[i], Length: len(m)}}
+	specs, err := rawPlanes(v.fmt, v.w, v.h)
+	must(v.t, err)
+	f := &media.Frame{Format: rawPixelFormat(v.fmt.PixelFormat), Width: v.w, Height: v.h, Seq: v.seq,
+		DMABuf: &media.DMABuf{FD: v.fds[i], Length: len(m)}}
+	for p, sp := range specs {
+		f.Planes[p], f.Strides[p] = m[sp.offset:sp.offset+sp.stride*sp.rows], sp.stride
+	}
+	return f
 }
 
 func (v *vivid) close() {
