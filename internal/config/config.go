@@ -63,6 +63,7 @@ type Encoder struct {
 	BitrateKbps      int           `yaml:"bitrate_kbps"`
 	MinBitrateKbps   int           `yaml:"min_bitrate_kbps"` // floor when viewers report congestion
 	KeyframeInterval time.Duration `yaml:"keyframe_interval"`
+	Layers           string        `yaml:"layers"` // auto, 1, 2 or 3 encodes at full, half, quarter size
 }
 
 // WebRTC configures media transport to viewers.
@@ -98,7 +99,7 @@ func Default() Config {
 		Log:     Log{Level: "info", Format: "auto"},
 		HTTP:    HTTP{Listen: ":8080"},
 		Camera:  Camera{Device: "auto", Format: "auto", Width: 1280, Height: 720, FPS: 30},
-		Encoder: Encoder{Backend: "auto", BitrateKbps: 2000, MinBitrateKbps: 300, KeyframeInterval: 2 * time.Second},
+		Encoder: Encoder{Backend: "auto", BitrateKbps: 2000, MinBitrateKbps: 300, KeyframeInterval: 2 * time.Second, Layers: "auto"},
 		WebRTC:  WebRTC{UDPPort: 8189, MDNS: true, MaxViewers: 200},
 		GPIO: GPIO{ButtonActiveLow: true, ButtonBias: "auto", Debounce: 30 * time.Millisecond,
 			LongPress: 10 * time.Second},
@@ -139,6 +140,7 @@ func (c *Config) Validate() error {
 	if k := c.Encoder.KeyframeInterval; k < 500*time.Millisecond || k > time.Minute {
 		add(fmt.Errorf("encoder.keyframe_interval: %s is out of range; use 500ms..60s", k))
 	}
+	add(checkLayers(c.Encoder.Layers, c.Camera.Width, c.Camera.Height))
 	add(inRange("webrtc.udp_port", c.WebRTC.UDPPort, 0, 65535))
 	for i, name := range c.WebRTC.Interfaces {
 		if name == "" || len(name) > 15 || strings.ContainsAny(name, "/ \t\n") {
@@ -153,6 +155,25 @@ func (c *Config) Validate() error {
 	add(inRange("webrtc.max_viewers", c.WebRTC.MaxViewers, 1, 5000))
 	errs = append(errs, c.GPIO.validate()...)
 	return errors.Join(errs...)
+}
+
+// MinLayerSize is the smallest width and height a simulcast layer is encoded at.
+const MinLayerSize = 64
+
+// checkLayers checks encoder.layers: auto, or 1 to 3 layers (full, half and quarter size),
+// the smallest of which must still be MinLayerSize or more on each side.
+func checkLayers(v string, w, h int) error {
+	if v == "auto" {
+		return nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > 3 {
+		return fmt.Errorf(`encoder.layers: %q is not valid; use auto, or 1, 2 or 3 (encodes at full, half and quarter size)`, v)
+	}
+	if sw, sh := w>>(n-1), h>>(n-1); sw < MinLayerSize || sh < MinLayerSize {
+		return fmt.Errorf("encoder.layers: %d layers of a %dx%d camera make a %dx%d layer, below %d pixels a side; use fewer layers or auto", n, w, h, sw, sh, MinLayerSize)
+	}
+	return nil
 }
 
 func oneOf(path, v string, allowed ...string) error {

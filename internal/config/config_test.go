@@ -272,6 +272,13 @@ func TestValidate(t *testing.T) {
 		{"min bitrate above target", func(c *Config) { c.Encoder.MinBitrateKbps = 3000 }, "encoder.min_bitrate_kbps: 3000 is out of range; use 50..encoder.bitrate_kbps (2000)"},
 		{"keyframe short", func(c *Config) { c.Encoder.KeyframeInterval = 100 * time.Millisecond }, "encoder.keyframe_interval: 100ms is out of range; use 500ms..60s"},
 		{"keyframe long", func(c *Config) { c.Encoder.KeyframeInterval = 2 * time.Minute }, "encoder.keyframe_interval: 2m0s is out of range"},
+		{"layers word", func(c *Config) { c.Encoder.Layers = "simulcast" }, `encoder.layers: "simulcast" is not valid; use auto, or 1, 2 or 3`},
+		{"layers four", func(c *Config) { c.Encoder.Layers = "4" }, `encoder.layers: "4" is not valid`},
+		{"layers zero", func(c *Config) { c.Encoder.Layers = "0" }, `encoder.layers: "0" is not valid`},
+		{"layers too small", func(c *Config) { c.Encoder.Layers, c.Camera.Width, c.Camera.Height = "3", 320, 180 },
+			"encoder.layers: 3 layers of a 320x180 camera make a 80x45 layer, below 64 pixels a side; use fewer layers or auto"},
+		{"layers three", func(c *Config) { c.Encoder.Layers = "3" }, ""},
+		{"layers one", func(c *Config) { c.Encoder.Layers = "1" }, ""},
 		{"udp port", func(c *Config) { c.WebRTC.UDPPort = 70000 }, "webrtc.udp_port: 70000 is out of range; use 0..65535"},
 		{"udp port zero", func(c *Config) { c.WebRTC.UDPPort = 0 }, ""},
 		{"interface", func(c *Config) { c.WebRTC.Interfaces = []string{"eth0", ""} }, `webrtc.interfaces[1]: "" is not an interface name`},
@@ -413,4 +420,16 @@ func TestReferenceConfigParses(t *testing.T) {
 			t.Errorf("reference config does not name the variable %s above %s", envName(path), path)
 		}
 	})
+}
+
+// encoder.layers is a word or a number: YAML's 3 and the environment's "2" both read.
+func TestLayersNumberOrWord(t *testing.T) {
+	c, err := Parse([]byte("encoder:\n  layers: 3\n"), "edged.yaml")
+	if err != nil || c.Encoder.Layers != "3" {
+		t.Errorf("layers: 3 parsed as %q, %v", c.Encoder.Layers, err)
+	}
+	c, err = Load("", []string{"EDGED_ENCODER_LAYERS=2"})
+	if err != nil || c.Encoder.Layers != "2" {
+		t.Errorf("EDGED_ENCODER_LAYERS=2 read as %q, %v", c.Encoder.Layers, err)
+	}
 }
