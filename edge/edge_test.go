@@ -16,13 +16,29 @@ import (
 
 	"github.com/pion/rtp"
 	"github.com/pion/rtp/codecs"
+	"github.com/pion/webrtc/v4"
 
+	"github.com/edgeflux/edge/edge/sfu"
 	"github.com/edgeflux/edge/internal/leakcheck"
 	"github.com/edgeflux/edge/internal/media"
+	"github.com/edgeflux/edge/internal/token"
 	"github.com/edgeflux/edge/internal/whepclient"
 )
 
-const testToken = "test-token-0123456789"
+const testSecret = "test-secret-0123456789abcdefghijklmnop"
+
+// testToken may do everything in the default room.
+var testToken = mintToken("tester", "main", token.Grants{Publish: true, Subscribe: true, Admin: true})
+
+func mintToken(identity, room string, g token.Grants) string {
+	now := time.Now()
+	t, err := token.Mint([]byte(testSecret), token.Claims{Identity: identity, Room: room, Grants: g,
+		IssuedAt: now, NotBefore: now, ExpiresAt: now.Add(time.Hour)})
+	if err != nil {
+		panic(err)
+	}
+	return t
+}
 
 // fakeAU is an Annex-B access unit whose slice NAL carries its frame number, so a receiver can
 // check what it got without a codec. Keyframes carry SPS and PPS like a real IDR.
@@ -47,7 +63,7 @@ func fakeAU(seq uint64, keyframe bool, size int) media.AccessUnit {
 type testServer struct {
 	srv       *Server
 	url       string
-	track     *Track
+	track     *sfu.Layer
 	keyframes atomic.Int64 // keyframe requests received
 	live      atomic.Bool
 }
@@ -57,7 +73,7 @@ func startServer(t *testing.T, mutate func(*Config)) *testServer {
 	ts := &testServer{}
 	ts.live.Store(true)
 	cfg := Config{
-		Token: testToken, Interfaces: []string{"lo"}, IncludeLoopback: true, MaxViewers: 10,
+		Secret: []byte(testSecret), Interfaces: []string{"lo"}, IncludeLoopback: true, MaxViewers: 10,
 		Status: func() StreamStatus {
 			if !ts.live.Load() {
 				return StreamStatus{Error: "camera unavailable: test"}
@@ -73,14 +89,16 @@ func startServer(t *testing.T, mutate func(*Config)) *testServer {
 		t.Fatal(err)
 	}
 	forceKey := make(chan struct{}, 1)
-	ts.track = NewTrack("camera", "test", func() {
-		ts.keyframes.Add(1)
-		select {
-		case forceKey <- struct{}{}:
-		default:
-		}
-	})
-	srv.Publish("camera", ts.track)
+	track := sfu.NewTrack(sfu.TrackInfo{ID: "camera-video", Kind: webrtc.RTPCodecTypeVideo, Source: "camera", Codec: H264Codec}, CameraID,
+		func(*sfu.Layer) {
+			ts.keyframes.Add(1)
+			select {
+			case forceKey <- struct{}{}:
+			default:
+			}
+		}, nil)
+	ts.track = track.AddLayer("", sfu.High, 1280, 720)
+	srv.PublishCamera(track)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -170,8 +188,8 @@ func TestWHEPSessionReceivesContiguousStreamFromKeyframe(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.HasPrefix(c.Location(), ts.url+"/whep/camera/sessions/") {
-		t.Errorf("Location %q is not a session URL under /whep/camera/sessions/", c.Location())
+	if !strings.HasPrefix(c.Location(), ts.url+"/sessions/") {
+		t.Errorf("Location %q is not a session URL under /sessions/", c.Location())
 	}
 	select {
 	case <-done:
@@ -324,7 +342,7 @@ func TestWHEPTrickleAndPreflight(t *testing.T) {
 		{"wrong type", c.Location(), "application/sdp", frag, 415},
 		{"ICE restart", c.Location(), "application/trickle-ice-sdpfrag", "a=ice-ufrag:other\r\n", 422},
 		{"bad candidate", c.Location(), "application/trickle-ice-sdpfrag", "a=candidate:garbage\r\n", 400},
-		{"unknown session", ts.url + "/whep/camera/sessions/0000", "application/trickle-ice-sdpfrag", frag, 404},
+		{"unknown session", ts.url + "/sessions/0000", "application/trickle-ice-sdpfrag", frag, 404},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -366,8 +384,14 @@ func TestPageGetsTokenOnlyWhenTrustedAndLocal(t *testing.T) {
 		if code != 200 || !strings.Contains(page, "<video") {
 			t.Fatalf("GET /: %d", code)
 		}
-		if got := strings.Contains(page, testToken); got != trust {
-			t.Errorf("trust_loopback=%v: token in page = %v", trust, got)
+		_, rest, _ := strings.Cut(page, `<meta name="edge-token" content="`)
+		given, _, _ := strings.Cut(rest, `"`)
+		claims, err := token.Verify([]byte(testSecret), given, time.Now())
+		if got := err == nil; got != trust {
+			t.Errorf("trust_loopback=%v: valid token in page = %v (%v)", trust, got, err)
+		}
+		if trust && (claims.Room != "main" || !claims.Grants.Publish || !claims.Grants.Subscribe) {
+			t.Errorf("page token %+v: want publish and subscribe in room main", claims)
 		}
 		if h.Get("Content-Security-Policy") == "" {
 			t.Error("page served without a Content-Security-Policy")

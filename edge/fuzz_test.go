@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"errors"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -8,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/pion/webrtc/v4"
+
+	"github.com/edgeflux/edge/edge/sfu"
 )
 
 // browserLikeOffer makes a real recvonly H.264 offer with a pion peer, as a seed.
@@ -30,12 +33,14 @@ func browserLikeOffer(f *testing.F) string {
 }
 
 func fuzzServer(f *testing.F) *Server {
-	srv, err := New(Config{Token: testToken, Interfaces: []string{"lo"}, IncludeLoopback: true, MaxViewers: 1000},
+	srv, err := New(Config{Secret: []byte(testSecret), Interfaces: []string{"lo"}, IncludeLoopback: true, MaxViewers: 1000},
 		slog.New(slog.DiscardHandler))
 	if err != nil {
 		f.Fatal(err)
 	}
-	srv.Publish("camera", NewTrack("camera", "fuzz", func() {}))
+	track := sfu.NewTrack(sfu.TrackInfo{ID: "camera-video", Kind: webrtc.RTPCodecTypeVideo, Source: "camera", Codec: H264Codec}, CameraID, nil, nil)
+	track.AddLayer("", sfu.High, 1280, 720)
+	srv.PublishCamera(track)
 	f.Cleanup(func() { srv.Close() })
 	return srv
 }
@@ -110,6 +115,80 @@ func FuzzWHEPPatch(f *testing.F) {
 		h.ServeHTTP(rec, req)
 		if rec.Code >= 500 {
 			t.Fatalf("status %d for fragment %q: %s", rec.Code, frag, rec.Body.String())
+		}
+	})
+}
+
+// FuzzWHIPOffer: whatever a publisher posts, the answer is 201 or a 4xx with a message,
+// never a 5xx or a panic, and a rejected offer leaves nobody in the room.
+func FuzzWHIPOffer(f *testing.F) {
+	f.Add(minimalOffer)
+	f.Add(minimalOffer + "m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:0\r\na=rtpmap:96 VP8/90000\r\na=sendonly\r\n")
+	f.Add(minimalOffer + "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\na=rtpmap:111 opus/48000/2\r\na=sendonly\r\n")
+	f.Add(minimalOffer + "m=video 9 UDP/TLS/RTP/SAVPF 96 97\r\na=mid:0\r\na=rtpmap:96 VP8/90000\r\na=rtpmap:97 rtx/90000\r\na=fmtp:97 apt=42\r\na=sendonly\r\n" +
+		"a=rid:q send\r\na=rid:h send\r\na=simulcast:send q;h\r\n")
+	f.Add("v=0\r\n")
+	srv := fuzzServer(f)
+	h := srv.Handler()
+	f.Fuzz(func(t *testing.T, body string) {
+		req := httptest.NewRequest(http.MethodPost, "/whip/main", strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+testToken)
+		req.Header.Set("Content-Type", "application/sdp")
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		switch code := rec.Code; {
+		case code == http.StatusCreated:
+			del := httptest.NewRequest(http.MethodDelete, rec.Header().Get("Location"), nil)
+			del.Header.Set("Authorization", "Bearer "+testToken)
+			drec := httptest.NewRecorder()
+			h.ServeHTTP(drec, del)
+			if drec.Code != http.StatusOK {
+				t.Fatalf("DELETE after 201: %d", drec.Code)
+			}
+		case code >= 400 && code < 500:
+			if strings.TrimSpace(rec.Body.String()) == "" {
+				t.Fatalf("%d without a message", code)
+			}
+			if p := srv.Room("main").Participant("tester"); p != nil {
+				t.Fatalf("a rejected offer (%d) left its publisher in the room", code)
+			}
+		default:
+			t.Fatalf("status %d for body %q: %s", code, body, rec.Body.String())
+		}
+	})
+}
+
+// FuzzRoomMessage: every client message either parses into a known type with its required
+// fields or is refused with errBadMessage; nothing panics.
+func FuzzRoomMessage(f *testing.F) {
+	for _, m := range []string{
+		`{"type":"join","token":"x"}`,
+		`{"type":"publish_offer","sdp":"v=0","tracks":[{"mid":"0","source":"camera","simulcast":true}]}`,
+		`{"type":"subscribe_answer","sdp":"v=0"}`,
+		`{"type":"candidate","target":"publish","candidate":{"candidate":"candidate:1 1 udp 1 127.0.0.1 9 typ host","sdpMid":"0"}}`,
+		`{"type":"subscription","track_id":"t","subscribed":true,"quality":"low"}`,
+		`{"type":"mute","track_id":"t","muted":true}`,
+		`{"type":"leave"}`,
+		`{"type":"ping","t":1.5}`,
+		`{"type":"ping","token":"x"}`,
+		`{"type":"nope"}`,
+		`[]`, `null`, ``,
+	} {
+		f.Add([]byte(m))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		m, err := parseClientMessage(b)
+		if err != nil {
+			if !errors.Is(err, errBadMessage) {
+				t.Fatalf("error %v does not wrap errBadMessage", err)
+			}
+			return
+		}
+		if _, ok := allowedFields[m.Type]; !ok {
+			t.Fatalf("accepted unknown type %q", m.Type)
+		}
+		if m.Type == "join" && m.Token == "" || m.Type == "mute" && m.Muted == nil || m.Type == "subscription" && m.Subscribed == nil {
+			t.Fatalf("accepted %s without its required fields: %s", m.Type, b)
 		}
 	})
 }

@@ -2,49 +2,62 @@ package edge
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"embed"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"html"
-	"io"
 	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
 	"sync"
-	"sync/atomic"
 	"time"
 
-	"github.com/pion/webrtc/v4"
+	"github.com/edgeflux/edge/edge/sfu"
+	"github.com/edgeflux/edge/internal/token"
 )
 
 // Config is what the edge needs from the daemon's configuration.
 type Config struct {
-	// Token is the bearer token every API endpoint requires.
-	Token string
-	// TrustLoopback hands the token to pages opened from this machine (development only).
+	// Secret signs and verifies access tokens (HS256); at least 32 bytes.
+	Secret []byte
+	// TrustLoopback hands a token to pages opened from this machine (development only).
 	TrustLoopback bool
+	// DefaultRoom is the room of the appliance camera and of /whep/camera.
+	DefaultRoom string
 
 	UDPPort         int
 	Interfaces      []string
 	IncludeLoopback bool
 	MDNS            bool
 	NAT1To1IPs      []string
+	// MaxViewers bounds WHEP sessions; MaxParticipants bounds each room.
 	MaxViewers      int
+	MaxParticipants int
+	// ICEServers returns the STUN/TURN servers (with credentials) handed to a participant
+	// with its token, in the WebSocket's joined message and WHIP/WHEP Link headers.
+	ICEServers func(identity string) []ICEServer
 
-	// Status says whether the published media flows and what it is; the edge knows no camera.
+	// Status says whether the camera's media flows and what it is; the edge knows no camera.
 	Status func() StreamStatus
 	// SetPrivacy and SetInCall carry operators' and the page's switches to the daemon; nil
 	// leaves the endpoints answering 501.
 	SetPrivacy func(on bool)
 	SetInCall  func(joined bool)
-	// ViewerFeedback receives each viewer's latest bandwidth estimate (bit/s from REMB, 0
-	// before one came) and loss fraction (from receiver reports); ViewerLeft says a viewer is
-	// gone. The daemon turns them into the encoder's bitrate.
+	// ViewerFeedback receives the bandwidth share (bit/s from REMB, 0 before one came) and
+	// loss of each viewer of the camera's top layer; ViewerLeft says a viewer is gone or
+	// moved to a lower layer. The daemon turns them into the encoder's bitrate.
 	ViewerFeedback func(viewer string, estimateBps int, loss float64)
 	ViewerLeft     func(viewer string)
+}
+
+// ICEServer is one STUN or TURN server for clients, as RTCIceServer in browsers.
+type ICEServer struct {
+	URLs       []string `json:"urls"`
+	Username   string   `json:"username,omitempty"`
+	Credential string   `json:"credential,omitempty"`
 }
 
 // StreamStatus is what /api/status reports and the page shows.
@@ -64,44 +77,55 @@ type StreamStatus struct {
 	Error       string  `json:"error"`
 }
 
-// Server serves the web page, the WHEP endpoints and the status API.
+// Server is the edge SFU with its HTTP side: rooms, the WebSocket room protocol, WHIP and
+// WHEP, the status API and the web page.
 type Server struct {
 	cfg      Config
 	log      *slog.Logger
-	api      *webrtc.API
-	udpMux   io.Closer
+	apis     *apis
 	mux      *http.ServeMux
 	index    []byte
 	closing  chan struct{}
 	closeErr error
 	closed   sync.Once
+	metrics  counters
 
 	mu       sync.Mutex
-	tracks   map[string]*Track
-	sessions map[string]*whepSession
+	rooms    map[string]*sfu.Room
+	sessions map[string]*session // WHIP and WHEP sessions by id
+	clients  map[*rtcClient]struct{}
+	camera   *sfu.Participant
 	wg       sync.WaitGroup
-
-	nacks, retransmits atomic.Uint64
 }
 
 //go:embed web
 var webFiles embed.FS
 
-// tokenMeta is the tag in index.html where a trusted page receives the token.
+// tokenMeta is the tag in index.html where a trusted page receives a token.
 const tokenMeta = `<meta name="edge-token" content="">`
+
+// CameraID is the appliance camera's participant identity in the default room.
+const CameraID = "camera"
 
 // New builds a server; Serve runs it.
 func New(cfg Config, log *slog.Logger) (*Server, error) {
-	if cfg.Token == "" {
-		return nil, errors.New("edge: an access token is required")
+	if len(cfg.Secret) < token.MinSecretLen {
+		return nil, fmt.Errorf("edge: an access-token secret of at least %d bytes is required", token.MinSecretLen)
 	}
 	if cfg.MaxViewers <= 0 {
 		cfg.MaxViewers = 200
 	}
+	if cfg.MaxParticipants <= 0 {
+		cfg.MaxParticipants = 50
+	}
+	cfg.DefaultRoom = cmp.Or(cfg.DefaultRoom, "main")
 	if cfg.Status == nil {
 		cfg.Status = func() StreamStatus { return StreamStatus{Live: true} }
 	}
-	api, udpMux, err := newAPI(cfg)
+	if cfg.ICEServers == nil {
+		cfg.ICEServers = func(string) []ICEServer { return nil }
+	}
+	a, err := newAPIs(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -110,8 +134,8 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		return nil, fmt.Errorf("edge: embedded page: %w", err)
 	}
 	s := &Server{
-		cfg: cfg, log: log, api: api, udpMux: udpMux, index: index,
-		closing: make(chan struct{}), tracks: map[string]*Track{}, sessions: map[string]*whepSession{},
+		cfg: cfg, log: log, apis: a, index: index, closing: make(chan struct{}),
+		rooms: map[string]*sfu.Room{}, sessions: map[string]*session{}, clients: map[*rtcClient]struct{}{},
 	}
 	s.routes()
 	return s, nil
@@ -122,33 +146,69 @@ func (s *Server) routes() {
 	s.mux = http.NewServeMux()
 	s.mux.HandleFunc("GET /{$}", s.handleIndex)
 	s.mux.Handle("GET /", http.FileServerFS(static))
-	s.mux.HandleFunc("GET /api/status", requireToken(s.cfg.Token, s.handleStatus))
-	s.mux.HandleFunc("POST /api/privacy", requireToken(s.cfg.Token, s.handleSwitch("on", s.cfg.SetPrivacy)))
-	s.mux.HandleFunc("POST /api/call", requireToken(s.cfg.Token, s.handleSwitch("joined", s.cfg.SetInCall)))
-	s.mux.HandleFunc("POST /whep/{stream}", requireToken(s.cfg.Token, s.handleWHEPOffer))
-	s.mux.HandleFunc("PATCH /whep/{stream}/sessions/{id}", requireToken(s.cfg.Token, s.handleWHEPPatch))
-	s.mux.HandleFunc("DELETE /whep/{stream}/sessions/{id}", requireToken(s.cfg.Token, s.handleWHEPDelete))
+	s.mux.HandleFunc("GET /api/status", s.admin(s.handleStatus))
+	s.mux.HandleFunc("GET /api/rooms", s.admin(s.handleRooms))
+	s.mux.HandleFunc("POST /api/privacy", s.admin(s.handleSwitch("on", s.cfg.SetPrivacy)))
+	s.mux.HandleFunc("POST /api/call", s.admin(s.handleSwitch("joined", s.cfg.SetInCall)))
+	s.mux.HandleFunc("GET /metrics", s.admin(s.handleMetrics))
+	s.mux.HandleFunc("GET /rtc", s.handleRTC)
+	s.mux.HandleFunc("POST /whip/{room}", s.handleWHIPOffer)
+	s.mux.HandleFunc("POST /whep/{room}/{participant}", s.handleWHEPOffer)
+	s.mux.HandleFunc("POST /whep/{stream}", s.handleWHEPOffer)
+	s.mux.HandleFunc("PATCH /sessions/{id}", s.handleSessionPatch)
+	s.mux.HandleFunc("DELETE /sessions/{id}", s.handleSessionDelete)
+	s.mux.HandleFunc("OPTIONS /whip/", s.handlePreflight)
 	s.mux.HandleFunc("OPTIONS /whep/", s.handlePreflight)
+	s.mux.HandleFunc("OPTIONS /sessions/", s.handlePreflight)
 }
 
-// Publish makes a track available as /whep/<name>.
-func (s *Server) Publish(name string, t *Track) {
+// Room returns the named room, creating it.
+func (s *Server) Room(name string) *sfu.Room {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.tracks[name] = t
+	r := s.rooms[name]
+	if r == nil {
+		r = sfu.NewRoom(name, s.log.With("room", name))
+		s.rooms[name] = r
+	}
+	return r
 }
 
-func (s *Server) track(name string) *Track {
+// existingRoom returns the named room or nil.
+func (s *Server) existingRoom(name string) *sfu.Room {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.tracks[name]
+	return s.rooms[name]
 }
 
-// Viewers is the number of WHEP sessions.
+// PublishCamera makes t a track of the appliance camera, participant "camera" of the
+// default room: every participant receives it, and /whep/camera plays it.
+func (s *Server) PublishCamera(t *sfu.Track) {
+	room := s.Room(s.cfg.DefaultRoom)
+	s.mu.Lock()
+	p := s.camera
+	if p == nil {
+		p = sfu.NewParticipant(CameraID, "Room camera", nil)
+		s.camera = p
+	}
+	s.mu.Unlock()
+	if room.Participant(CameraID) != p {
+		room.Join(p)
+	}
+	room.Publish(p, t)
+}
+
+// Viewers is the number of WHEP sessions and room participants that receive media.
 func (s *Server) Viewers() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return len(s.sessions)
+	n := len(s.clients)
+	for _, sess := range s.sessions {
+		if sess.sub != nil {
+			n++
+		}
+	}
+	return n
 }
 
 // Handler is the HTTP handler, with CORS so WHEP players on other origins can use it.
@@ -161,20 +221,11 @@ func (s *Server) Handler() http.Handler {
 	})
 }
 
-// handlePreflight answers browsers' CORS preflight for the WHEP endpoints.
-func (s *Server) handlePreflight(w http.ResponseWriter, _ *http.Request) {
-	h := w.Header()
-	h.Set("Access-Control-Allow-Methods", "POST, PATCH, DELETE, OPTIONS")
-	h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, If-Match")
-	h.Set("Accept-Patch", "application/trickle-ice-sdpfrag")
-	w.WriteHeader(http.StatusNoContent)
-}
-
 func (s *Server) handleIndex(w http.ResponseWriter, r *http.Request) {
 	page := s.index
 	if s.cfg.TrustLoopback && fromLoopback(r) {
 		page = bytes.Replace(page, []byte(tokenMeta),
-			[]byte(`<meta name="edge-token" content="`+html.EscapeString(s.cfg.Token)+`">`), 1)
+			[]byte(`<meta name="edge-token" content="`+html.EscapeString(s.pageToken())+`">`), 1)
 	}
 	h := w.Header()
 	h.Set("Content-Type", "text/html; charset=utf-8")
@@ -242,17 +293,28 @@ func (s *Server) Close() error {
 	s.closed.Do(func() {
 		close(s.closing)
 		s.mu.Lock()
-		sessions := make([]*whepSession, 0, len(s.sessions))
+		sessions := make([]*session, 0, len(s.sessions))
 		for _, sess := range s.sessions {
 			sessions = append(sessions, sess)
 		}
+		clients := make([]*rtcClient, 0, len(s.clients))
+		for c := range s.clients {
+			clients = append(clients, c)
+		}
+		rooms := s.rooms
 		s.mu.Unlock()
 		for _, sess := range sessions {
 			s.endSession(sess, "shutting down")
 		}
+		for _, c := range clients {
+			c.end("shutdown")
+		}
 		s.wg.Wait()
-		if s.udpMux != nil {
-			s.closeErr = s.udpMux.Close()
+		for _, r := range rooms {
+			r.Close()
+		}
+		if s.apis.mux != nil {
+			s.closeErr = s.apis.mux.Close()
 		}
 	})
 	return s.closeErr

@@ -8,29 +8,97 @@ import (
 
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
+	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 )
 
-// newAPI builds the pion API every peer connection is made from: H.264 only, sender reports,
-// and ICE restricted to what the configuration allows. It returns the UDP mux to close, if any.
-func newAPI(cfg Config) (*webrtc.API, io.Closer, error) {
-	me := &webrtc.MediaEngine{}
-	for i, profile := range []string{"42e01f", "42001f"} {
-		c := H264Codec
-		c.SDPFmtpLine = "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=" + profile
-		if err := me.RegisterCodec(webrtc.RTPCodecParameters{
-			RTPCodecCapability: c, PayloadType: webrtc.PayloadType(102 + 2*i),
-		}, webrtc.RTPCodecTypeVideo); err != nil {
-			return nil, nil, fmt.Errorf("register H.264: %w", err)
+// H264Codec is what the appliance camera sends: constrained baseline, packetization mode 1.
+var H264Codec = webrtc.RTPCodecCapability{
+	MimeType: webrtc.MimeTypeH264, ClockRate: 90000,
+	SDPFmtpLine: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f",
+}
+
+// Header extensions the SFU reads from publishers.
+const (
+	audioLevelURI = sdp.AudioLevelURI
+)
+
+// apis are the two pion APIs of the server, sharing one ICE setup and UDP port: publishers'
+// connections get NACK generation, transport-wide congestion feedback and the simulcast and
+// audio-level header extensions; subscribers' connections get only sender reports (NACKs
+// are answered from each layer's shared cache) and send REMB, which costs the SFU nothing
+// per packet.
+type apis struct {
+	publish, subscribe *webrtc.API
+	mux                io.Closer
+}
+
+func newAPIs(cfg Config) (*apis, error) {
+	se, mux, err := settingEngine(cfg)
+	if err != nil {
+		return nil, err
+	}
+	pubME, subME := &webrtc.MediaEngine{}, &webrtc.MediaEngine{}
+	if err := registerCodecs(pubME, []webrtc.RTCPFeedback{{Type: "nack"}, {Type: "nack", Parameter: "pli"}, {Type: "ccm", Parameter: "fir"}, {Type: webrtc.TypeRTCPFBTransportCC}}); err != nil {
+		return nil, err
+	}
+	if err := registerCodecs(subME, []webrtc.RTCPFeedback{{Type: "nack"}, {Type: "nack", Parameter: "pli"}, {Type: "ccm", Parameter: "fir"}, {Type: webrtc.TypeRTCPFBGoogREMB}}); err != nil {
+		return nil, err
+	}
+	pubReg := &interceptor.Registry{}
+	if err := webrtc.ConfigureRTCPReports(pubReg); err != nil {
+		return nil, fmt.Errorf("rtcp reports: %w", err)
+	}
+	if err := webrtc.ConfigureNack(pubME, pubReg); err != nil {
+		return nil, fmt.Errorf("nack: %w", err)
+	}
+	if err := webrtc.ConfigureTWCCSender(pubME, pubReg); err != nil {
+		return nil, fmt.Errorf("twcc: %w", err)
+	}
+	if err := webrtc.ConfigureSimulcastExtensionHeaders(pubME); err != nil {
+		return nil, fmt.Errorf("simulcast extensions: %w", err)
+	}
+	if err := pubME.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: audioLevelURI}, webrtc.RTPCodecTypeAudio); err != nil {
+		return nil, fmt.Errorf("audio level extension: %w", err)
+	}
+	subReg := &interceptor.Registry{}
+	if err := webrtc.ConfigureRTCPReports(subReg); err != nil {
+		return nil, fmt.Errorf("rtcp reports: %w", err)
+	}
+	return &apis{
+		publish:   webrtc.NewAPI(webrtc.WithMediaEngine(pubME), webrtc.WithInterceptorRegistry(pubReg), webrtc.WithSettingEngine(se)),
+		subscribe: webrtc.NewAPI(webrtc.WithMediaEngine(subME), webrtc.WithInterceptorRegistry(subReg), webrtc.WithSettingEngine(se)),
+		mux:       mux,
+	}, nil
+}
+
+// registerCodecs registers what the SFU forwards: H.264 (the appliance camera, and
+// publishers that send it), VP8 (browsers' usual simulcast codec) and Opus.
+func registerCodecs(me *webrtc.MediaEngine, videoFB []webrtc.RTCPFeedback) error {
+	video := []webrtc.RTPCodecParameters{
+		{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000, SDPFmtpLine: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f", RTCPFeedback: videoFB}, PayloadType: 102},
+		{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000, SDPFmtpLine: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42001f", RTCPFeedback: videoFB}, PayloadType: 104},
+		{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000, SDPFmtpLine: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=640c1f", RTCPFeedback: videoFB}, PayloadType: 106},
+		{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000, RTCPFeedback: videoFB}, PayloadType: 96},
+	}
+	for _, c := range video {
+		if err := me.RegisterCodec(c, webrtc.RTPCodecTypeVideo); err != nil {
+			return fmt.Errorf("register %s: %w", c.MimeType, err)
 		}
 	}
-	// Only RTCP reports: NACKs are answered from each track's shared ring, not from a
-	// per-viewer copy that pion's NACK responder would keep.
-	reg := &interceptor.Registry{}
-	if err := webrtc.ConfigureRTCPReports(reg); err != nil {
-		return nil, nil, fmt.Errorf("rtcp reports: %w", err)
+	opus := webrtc.RTPCodecParameters{
+		RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2, SDPFmtpLine: "minptime=10;useinbandfec=1"},
+		PayloadType:        111,
 	}
+	if err := me.RegisterCodec(opus, webrtc.RTPCodecTypeAudio); err != nil {
+		return fmt.Errorf("register opus: %w", err)
+	}
+	return nil
+}
 
+// settingEngine restricts ICE to what the configuration allows and, with a fixed UDP port,
+// puts every connection on that one port.
+func settingEngine(cfg Config) (webrtc.SettingEngine, io.Closer, error) {
 	se := webrtc.SettingEngine{}
 	var filter func(string) bool
 	if len(cfg.Interfaces) > 0 {
@@ -45,24 +113,22 @@ func newAPI(cfg Config) (*webrtc.API, io.Closer, error) {
 		se.SetNAT1To1IPs(cfg.NAT1To1IPs, webrtc.ICECandidateTypeHost)
 	}
 	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeUDP6})
-	// A viewer that walks away is noticed in seconds, not the default 25 s.
+	// A participant that walks away is noticed in seconds, not the default 25 s.
 	se.SetICETimeouts(4*time.Second, 8*time.Second, 2*time.Second)
-
-	var closer io.Closer
-	if cfg.UDPPort > 0 {
-		opts := []ice.UDPMuxFromPortOption{ice.UDPMuxFromPortWithNetworks(ice.NetworkTypeUDP4, ice.NetworkTypeUDP6)}
-		if filter != nil {
-			opts = append(opts, ice.UDPMuxFromPortWithInterfaceFilter(filter))
-		}
-		if cfg.IncludeLoopback {
-			opts = append(opts, ice.UDPMuxFromPortWithLoopback())
-		}
-		mux, err := ice.NewMultiUDPMuxFromPort(cfg.UDPPort, opts...)
-		if err != nil {
-			return nil, nil, fmt.Errorf("listen for media on UDP port %d: %w", cfg.UDPPort, err)
-		}
-		se.SetICEUDPMux(mux)
-		closer = mux
+	if cfg.UDPPort <= 0 {
+		return se, nil, nil
 	}
-	return webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(reg), webrtc.WithSettingEngine(se)), closer, nil
+	opts := []ice.UDPMuxFromPortOption{ice.UDPMuxFromPortWithNetworks(ice.NetworkTypeUDP4, ice.NetworkTypeUDP6)}
+	if filter != nil {
+		opts = append(opts, ice.UDPMuxFromPortWithInterfaceFilter(filter))
+	}
+	if cfg.IncludeLoopback {
+		opts = append(opts, ice.UDPMuxFromPortWithLoopback())
+	}
+	mux, err := ice.NewMultiUDPMuxFromPort(cfg.UDPPort, opts...)
+	if err != nil {
+		return se, nil, fmt.Errorf("listen for media on UDP port %d: %w", cfg.UDPPort, err)
+	}
+	se.SetICEUDPMux(mux)
+	return se, mux, nil
 }

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/edgeflux/edge/device/testpattern"
-	"github.com/edgeflux/edge/edge"
 	"github.com/edgeflux/edge/encoder"
 	"github.com/edgeflux/edge/encoder/openh264"
 	"github.com/edgeflux/edge/internal/cpustat"
@@ -31,9 +30,9 @@ func BenchmarkCaptureToRTP720p30(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer enc.Close()
-	track := edge.NewTrack("camera", "bench", func() {})
 	limited := &frameLimit{src: src, n: b.N}
-	p := pipeline.New(pipeline.Config{Source: limited, Encoder: enc, Sink: track})
+	p := pipeline.New(pipeline.Config{Source: limited, Encoder: enc})
+	track := cameraTrack(p, w, h).Layers()[0]
 
 	cpu0 := cpustat.Process()
 	t0 := time.Now()

@@ -26,7 +26,10 @@ import (
 	"github.com/edgeflux/edge/internal/whepclient"
 )
 
-const testToken = "e2e-token-0123456789abcdef"
+const testSecret = "e2e-secret-0123456789abcdefghijklmnop"
+
+// testToken may do everything in the default room.
+var testToken = operatorToken([]byte(testSecret))
 
 // daemon is an edged started in-process on loopback, the way `edged` runs for real.
 type daemon struct {
@@ -45,7 +48,7 @@ func startDaemon(t testing.TB, env ...string) *daemon {
 func startDaemonWith(t testing.TB, hooks *runHooks, env ...string) *daemon {
 	t.Helper()
 	environ := append([]string{
-		"EDGED_AUTH_TOKEN=" + testToken,
+		"EDGED_AUTH_SECRET=" + testSecret,
 		"EDGED_CAMERA_DEVICE=synthetic",
 		"EDGED_HTTP_LISTEN=127.0.0.1:0",
 		"EDGED_WEBRTC_UDP_PORT=0",

@@ -12,13 +12,18 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"time"
+
+	"github.com/pion/webrtc/v4"
 
 	"github.com/edgeflux/edge/device/camera"
 	"github.com/edgeflux/edge/device/gpio"
 	"github.com/edgeflux/edge/device/testpattern"
 	"github.com/edgeflux/edge/edge"
+	"github.com/edgeflux/edge/edge/sfu"
 	"github.com/edgeflux/edge/encoder"
 	"github.com/edgeflux/edge/encoder/openh264"
 	"github.com/edgeflux/edge/encoder/probe"
@@ -29,6 +34,7 @@ import (
 	"github.com/edgeflux/edge/internal/media"
 	"github.com/edgeflux/edge/internal/pipeline"
 	"github.com/edgeflux/edge/internal/sdnotify"
+	"github.com/edgeflux/edge/internal/token"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -57,9 +63,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, environ [
 		return err
 	}
 
-	tokenGenerated := cfg.Auth.Token == ""
-	if tokenGenerated {
-		cfg.Auth.Token = newToken()
+	secret, secretEphemeral, err := loadSecret(cfg.Auth, environ)
+	if err != nil {
+		return err
 	}
 
 	if mode == modeProbe {
@@ -81,9 +87,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, environ [
 	log.Info("encoder chosen", "encoder", enc.Name(), "reason", why,
 		"size", fmt.Sprintf("%dx%d", w, h), "fps", fps, "bitrate_kbps", cfg.Encoder.BitrateKbps)
 
-	var pipe *pipeline.Pipeline
-	track := edge.NewTrack("camera", "edged", func() { pipe.RequestKeyframe() })
-	pipe = pipeline.New(pipeline.Config{Source: src, Encoder: enc, Sink: track, Log: log.With("component", "pipeline")})
+	pipe := pipeline.New(pipeline.Config{Source: src, Encoder: enc, Log: log.With("component", "pipeline")})
+	track := cameraTrack(pipe, w, h)
 
 	// Viewers' bandwidth estimates and loss set the encoder's bitrate, between the floor and
 	// the configured bitrate.
@@ -106,7 +111,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, environ [
 		return st
 	}
 	srv, err = edge.New(edge.Config{
-		Token: cfg.Auth.Token, TrustLoopback: cfg.Auth.TrustLoopback,
+		Secret: secret, TrustLoopback: cfg.Auth.TrustLoopback,
 		UDPPort: cfg.WebRTC.UDPPort, Interfaces: cfg.WebRTC.Interfaces, IncludeLoopback: cfg.WebRTC.IncludeLoopback,
 		MDNS: cfg.WebRTC.MDNS, NAT1To1IPs: cfg.WebRTC.NAT1To1IPs, MaxViewers: cfg.WebRTC.MaxViewers,
 		Status:     status,
@@ -120,7 +125,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, environ [
 	if err != nil {
 		return err
 	}
-	srv.Publish("camera", track)
+	srv.PublishCamera(track)
 
 	ln, err := net.Listen("tcp", cfg.HTTP.Listen)
 	if err != nil {
@@ -128,8 +133,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, environ [
 		return fmt.Errorf("listen on %s: %w", cfg.HTTP.Listen, err)
 	}
 	url := pageURL(ln.Addr())
-	if tokenGenerated {
-		log.Info("no auth.token configured: generated one for this run; open the page with it", "url", url+"#token="+cfg.Auth.Token)
+	if secretEphemeral {
+		log.Info("no token secret configured: made one for this run; open the page with this link", "url", url+"#token="+operatorToken(secret))
 	}
 	log.Info("edged serving", "version", version, "url", url, "source", srcName, "webrtc_udp_port", cfg.WebRTC.UDPPort)
 
@@ -453,10 +458,69 @@ func pageURL(addr net.Addr) string {
 	return "http://" + net.JoinHostPort(host, port) + "/"
 }
 
-func newToken() string {
-	b := make([]byte, 24)
-	_, _ = rand.Read(b)
-	return base64.RawURLEncoding.EncodeToString(b)
+// loadSecret finds the access-token secret: the configured value or file, else the state
+// directory's token-secret (created on first start), else a random one for this run only
+// (ephemeral: no token minted elsewhere can work, so edged logs one).
+func loadSecret(a config.Auth, environ []string) (secret []byte, ephemeral bool, err error) {
+	switch {
+	case a.Secret != "":
+		secret, err = token.ParseSecret([]byte(a.Secret))
+	case a.SecretFile != "":
+		secret, err = token.ReadSecret(a.SecretFile)
+	case envValue(environ, "STATE_DIRECTORY") != "":
+		dir, _, _ := strings.Cut(envValue(environ, "STATE_DIRECTORY"), ":")
+		secret, err = token.LoadOrCreateSecret(filepath.Join(dir, "token-secret"))
+	default:
+		b := make([]byte, 32)
+		_, _ = rand.Read(b)
+		return []byte(base64.RawURLEncoding.EncodeToString(b)), true, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("auth: %w", err)
+	}
+	return secret, false, nil
+}
+
+// operatorToken is the token in the page link edged logs when it made its own secret.
+func operatorToken(secret []byte) string {
+	now := time.Now()
+	t, _ := token.Mint(secret, token.Claims{
+		Identity: "operator", Name: "Operator", Room: "main",
+		Grants:   token.Grants{Publish: true, Subscribe: true, Admin: true},
+		IssuedAt: now, NotBefore: now, ExpiresAt: now.Add(24 * time.Hour),
+	})
+	return t
+}
+
+// cameraTrack makes the appliance camera's SFU track, one layer per pipeline layer: viewers'
+// keyframe requests reach that layer's encoder, and a layer nobody receives stops encoding.
+func cameraTrack(pipe *pipeline.Pipeline, width, height int) *sfu.Track {
+	byLayer := map[*sfu.Layer]*pipeline.Layer{}
+	track := sfu.NewTrack(sfu.TrackInfo{ID: "camera-video", Kind: webrtc.RTPCodecTypeVideo, Source: "camera", Codec: edge.H264Codec},
+		edge.CameraID,
+		func(l *sfu.Layer) {
+			if pl := byLayer[l]; pl != nil {
+				pl.RequestKeyframe()
+			}
+		},
+		func(active []*sfu.Layer) {
+			if len(byLayer) < 2 {
+				return // a single layer keeps encoding: its status shows the camera works
+			}
+			for sl, pl := range byLayer {
+				pl.SetActive(slices.Contains(active, sl))
+			}
+		})
+	for _, pl := range pipe.Layers() {
+		w, h := pl.Size()
+		if w == 0 {
+			w, h = width, height
+		}
+		l := track.AddLayer(pl.RID(), sfu.Quality(pl.Quality()), w, h)
+		byLayer[l] = pl
+		pl.SetSink(l)
+	}
+	return track
 }
 
 func envValue(environ []string, key string) string {

@@ -23,7 +23,7 @@ func TestConfigProblemsStopEdgedWithTheFieldNamed(t *testing.T) {
 		{name: "unknown key", yaml: "http:\n  listen: \":8080\"\n  listn: x\n", wantErr: []string{`unknown key "listn"`, "edged.yaml:3"}},
 		{name: "odd width", yaml: "camera:\n  width: 1281\n", wantErr: []string{"camera.width", "1281"}},
 		{name: "bitrate out of range", yaml: "encoder:\n  bitrate_kbps: 5\n", wantErr: []string{"encoder.bitrate_kbps"}},
-		{name: "short token", yaml: "auth:\n  token: abc\n", wantErr: []string{"auth.token"}},
+		{name: "short secret", yaml: "auth:\n  secret: abc\n", wantErr: []string{"auth.secret"}},
 		{name: "bad env", env: []string{"EDGED_CAMERA_FPS=fast"}, wantErr: []string{"EDGED_CAMERA_FPS"}},
 		{name: "unknown env", env: []string{"EDGED_CAMERA_FSP=30"}, wantErr: []string{"EDGED_CAMERA_FSP"}},
 		{name: "bad flag value", args: []string{"-listen", "nonsense"}, wantErr: []string{"http.listen"}},

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/netip"
 	"path"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -42,10 +43,11 @@ type HTTP struct {
 	Listen string `yaml:"listen"` // host:port; port 0 picks an ephemeral port
 }
 
-// Auth configures access to the API.
+// Auth configures access tokens: JWTs signed (HS256) with a secret.
 type Auth struct {
-	Token         string `yaml:"token"`          // bearer token; "" means a random one per start
-	TrustLoopback bool   `yaml:"trust_loopback"` // give the token to pages opened from 127.0.0.1/::1
+	Secret        string `yaml:"secret"`         // the signing secret itself; prefer SecretFile
+	SecretFile    string `yaml:"secret_file"`    // file holding it; "" = $STATE_DIRECTORY/token-secret
+	TrustLoopback bool   `yaml:"trust_loopback"` // give a token to pages opened from 127.0.0.1/::1
 }
 
 // Camera selects and configures the video source.
@@ -121,7 +123,7 @@ func (c *Config) Validate() error {
 	add(oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error"))
 	add(oneOf("log.format", c.Log.Format, "auto", "text", "json", "journal"))
 	add(checkListen(c.HTTP.Listen))
-	add(checkToken(c.Auth.Token))
+	add(checkSecret(c.Auth))
 	if d := c.Camera.Device; d != "auto" && d != "synthetic" && !isDevPath(d) {
 		add(fmt.Errorf(`camera.device: %q is not "auto", "synthetic" or a /dev/ path; use e.g. /dev/video0`, d))
 	}
@@ -218,14 +220,20 @@ func checkListen(listen string) error {
 	return nil
 }
 
-func checkToken(token string) error {
-	for _, r := range token {
+func checkSecret(a Auth) error {
+	for _, r := range a.Secret {
 		if r <= ' ' || r > '~' {
-			return errors.New("auth.token: contains spaces, control or non-ASCII characters; use letters, digits and punctuation")
+			return errors.New("auth.secret: contains spaces, control or non-ASCII characters; use letters, digits and punctuation")
 		}
 	}
-	if token != "" && len(token) < 16 {
-		return fmt.Errorf("auth.token: too short (%d characters); use at least 16 random characters or leave it empty for a generated one", len(token))
+	if a.Secret != "" && len(a.Secret) < 32 {
+		return fmt.Errorf("auth.secret: too short (%d characters); use at least 32 random characters (head -c 32 /dev/urandom | base64) or leave it empty", len(a.Secret))
+	}
+	if a.Secret != "" && a.SecretFile != "" {
+		return errors.New("auth.secret and auth.secret_file are both set; keep one")
+	}
+	if a.SecretFile != "" && !filepath.IsAbs(a.SecretFile) {
+		return fmt.Errorf("auth.secret_file: %q is not an absolute path", a.SecretFile)
 	}
 	return nil
 }

@@ -37,7 +37,7 @@ func TestParse(t *testing.T) {
 		{"null leaf keeps default", "camera:\n  width:\n", func(*Config) {}},
 		{"one key", "http:\n  listen: 127.0.0.1:9000\n", func(c *Config) { c.HTTP.Listen = "127.0.0.1:9000" }},
 		{"all kinds", `
-auth: {token: abcdefghijklmnopqrstuvwxyz, trust_loopback: true}
+auth: {secret: abcdefghijklmnopqrstuvwxyz0123456789, trust_loopback: true}
 camera: {width: 640, height: 480}
 encoder: {keyframe_interval: 1500ms}
 webrtc:
@@ -46,7 +46,7 @@ webrtc:
     - 203.0.113.10
   mdns: false
 `, func(c *Config) {
-			c.Auth = Auth{Token: "abcdefghijklmnopqrstuvwxyz", TrustLoopback: true}
+			c.Auth = Auth{Secret: "abcdefghijklmnopqrstuvwxyz0123456789", TrustLoopback: true}
 			c.Camera.Width, c.Camera.Height = 640, 480
 			c.Encoder.KeyframeInterval = 1500 * time.Millisecond
 			c.WebRTC.Interfaces = []string{"eth0", "wlan0"}
@@ -172,7 +172,7 @@ func TestEnv(t *testing.T) {
 			c.HTTP.Listen = ":9090"
 			c.Log.Level = "debug"
 		}},
-		{"value with equals sign", []string{"EDGED_AUTH_TOKEN=abc=def=ghi=jkl=mno"}, func(c *Config) { c.Auth.Token = "abc=def=ghi=jkl=mno" }},
+		{"value with equals sign", []string{"EDGED_AUTH_SECRET=abc=def=ghi=jkl=mno=pqr=stu=vwx=yz0=123"}, func(c *Config) { c.Auth.Secret = "abc=def=ghi=jkl=mno=pqr=stu=vwx=yz0=123" }},
 		{"int", []string{"EDGED_CAMERA_WIDTH=640", "EDGED_WEBRTC_UDP_PORT=0"}, func(c *Config) {
 			c.Camera.Width = 640
 			c.WebRTC.UDPPort = 0
@@ -253,9 +253,13 @@ func TestValidate(t *testing.T) {
 		{"listen port too big", func(c *Config) { c.HTTP.Listen = ":65536" }, `http.listen: port "65536"`},
 		{"listen port zero", func(c *Config) { c.HTTP.Listen = "127.0.0.1:0" }, ""},
 		{"listen ipv6", func(c *Config) { c.HTTP.Listen = "[::1]:8080" }, ""},
-		{"token short", func(c *Config) { c.Auth.Token = "hunter" }, "auth.token: too short (6 characters); use at least 16 random characters or leave it empty for a generated one"},
-		{"token space", func(c *Config) { c.Auth.Token = "correct horse battery staple" }, "auth.token: contains spaces"},
-		{"token ok", func(c *Config) { c.Auth.Token = "0123456789abcdef" }, ""},
+		{"secret short", func(c *Config) { c.Auth.Secret = "hunter2" }, "auth.secret: too short (7 characters); use at least 32 random characters"},
+		{"secret space", func(c *Config) { c.Auth.Secret = "correct horse battery staple and more" }, "auth.secret: contains spaces"},
+		{"secret and file", func(c *Config) {
+			c.Auth.Secret, c.Auth.SecretFile = "0123456789abcdef0123456789abcdef", "/etc/edged/secret"
+		}, "auth.secret and auth.secret_file are both set"},
+		{"secret file relative", func(c *Config) { c.Auth.SecretFile = "secret" }, `auth.secret_file: "secret" is not an absolute path`},
+		{"secret ok", func(c *Config) { c.Auth.Secret = "0123456789abcdef0123456789abcdef" }, ""},
 		{"device relative", func(c *Config) { c.Camera.Device = "video0" }, `camera.device: "video0" is not "auto", "synthetic" or a /dev/ path`},
 		{"device escapes /dev", func(c *Config) { c.Camera.Device = "/dev/../etc/passwd" }, "camera.device:"},
 		{"device /dev/ only", func(c *Config) { c.Camera.Device = "/dev/" }, "camera.device:"},

@@ -253,7 +253,7 @@ func TestVBoardARM64(t *testing.T) {
 // button) as its call button, asks the host for a press once edged serves, and passes when
 // edged itself logs that it left the call.
 const edgedButtonScript = `
-export EDGED_AUTH_TOKEN=vboard-token-0123456789 EDGED_CAMERA_DEVICE=synthetic \
+export EDGED_AUTH_SECRET=vboard-secret-0123456789abcdefghijklmnop EDGED_CAMERA_DEVICE=synthetic \
 	EDGED_CAMERA_WIDTH=320 EDGED_CAMERA_HEIGHT=240 EDGED_CAMERA_FPS=5 \
 	EDGED_HTTP_LISTEN=127.0.0.1:8080 EDGED_WEBRTC_UDP_PORT=0 EDGED_WEBRTC_INTERFACES=lo \
 	EDGED_WEBRTC_INCLUDE_LOOPBACK=true EDGED_WEBRTC_MDNS=false EDGED_LOG_FORMAT=text \

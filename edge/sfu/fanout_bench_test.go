@@ -1,4 +1,4 @@
-package edge
+package sfu
 
 import (
 	"fmt"
@@ -28,7 +28,7 @@ type fakeBinding struct {
 }
 
 func (f fakeBinding) CodecParameters() []webrtc.RTPCodecParameters {
-	return []webrtc.RTPCodecParameters{{RTPCodecCapability: H264Codec, PayloadType: 102}}
+	return []webrtc.RTPCodecParameters{{RTPCodecCapability: testH264, PayloadType: 102}}
 }
 func (f fakeBinding) HeaderExtensions() []webrtc.RTPHeaderExtensionParameter { return nil }
 func (f fakeBinding) SSRC() webrtc.SSRC                                      { return f.ssrc }
@@ -45,21 +45,21 @@ func (f fakeBinding) RTCPReader() interceptor.RTCPReader                     { r
 func BenchmarkFanout(b *testing.B) {
 	for _, viewers := range []int{1, 100, 500} {
 		b.Run(fmt.Sprintf("viewers=%d", viewers), func(b *testing.B) {
-			track := NewTrack("camera", "bench", func() {})
+			track, layer := testTrack(func(*Layer) {})
 			writers := make([]*discardWriter, viewers)
 			for i := range writers {
 				writers[i] = &discardWriter{}
-				if _, err := newDownTrack(track).Bind(fakeBinding{w: writers[i], ssrc: webrtc.SSRC(i + 1)}); err != nil {
+				if _, err := NewDownTrack(track, "bench", nil).Bind(fakeBinding{w: writers[i], ssrc: webrtc.SSRC(i + 1)}); err != nil {
 					b.Fatal(err)
 				}
 			}
 			key, delta := benchAU(true), benchAU(false)
-			track.WriteAccessUnit(key) // every viewer starts on this keyframe
+			layer.WriteAccessUnit(key) // every viewer starts on this keyframe
 			cpu0 := cpustat.Process()
 			b.ReportAllocs()
 			b.ResetTimer()
 			for b.Loop() {
-				track.WriteAccessUnit(delta)
+				layer.WriteAccessUnit(delta)
 			}
 			b.StopTimer()
 			forwarded := 0

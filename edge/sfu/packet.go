@@ -1,22 +1,24 @@
-package edge
+package sfu
 
 import "sync"
 
-// ringSize is how many packets of a track are kept for retransmission: about 5 s of a
-// 2 Mbit/s stream. One ring per published track, shared by all of its subscribers.
+// ringSize is how many packets of a layer are kept for retransmission: about 5 s of a
+// 2 Mbit/s stream. One ring per published layer, shared by all of its subscribers.
 const ringSize = 1024
 
-// packet is one RTP packet of a published track, in the track's own numbering. Subscribers
-// rewrite SSRC, payload type, sequence number and timestamp when they send it.
+// packet is one RTP packet of a published layer, in the publisher's own numbering.
+// Subscribers rewrite SSRC, payload type, sequence number and timestamp when they send it.
 type packet struct {
-	seq           uint16
-	timestamp     uint32
-	marker        bool
-	keyframeStart bool // first packet of an IDR access unit: a subscriber may start here
-	payload       []byte
+	seq       uint16
+	timestamp uint32
+	marker    bool
+	keyframe  bool  // first packet of a keyframe: a subscriber may start or switch layers here
+	padding   bool  // payload is RTP padding only (a sender's probe); forwarded to keep numbering whole
+	arrival   int64 // monotonic nanoseconds, for timestamp continuity across layer switches
+	payload   []byte
 }
 
-// packetRing keeps the recent packets of one track. The writer reuses each slot's payload
+// packetRing keeps the recent packets of one layer. The writer reuses each slot's payload
 // buffer, so after warm-up storing a packet allocates nothing.
 type packetRing struct {
 	mu    sync.RWMutex

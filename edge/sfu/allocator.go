@@ -1,0 +1,164 @@
+package sfu
+
+import (
+	"time"
+
+	"github.com/pion/webrtc/v4"
+)
+
+// Layer choice for one down track: the best layer no higher than the subscriber asked for
+// that fits its bandwidth estimate. A receiver-side estimate (REMB) cannot grow much past
+// what it receives, so a subscriber held on a low layer would stay there after its link got
+// better; it is offered the next layer up on trial from time to time, and keeps it only if
+// the trial causes no loss.
+
+const (
+	fitMargin      = 0.9             // a layer fits when its bitrate is under this share of the estimate
+	probeFirst     = 2 * time.Second // first trial after settling on a layer below the wanted one
+	probeMaxGap    = 4 * time.Second // trials never wait longer than this after a failure
+	probeLength    = 2 * time.Second // how long a trial runs before it is judged
+	probeLossLimit = 0.04            // more loss than this during a trial ends it
+	steadyLoss     = 0.10            // more loss than this on a steady layer steps down
+)
+
+type probeState struct {
+	trial    *Layer // layer on trial, nil when none
+	from     *Layer // layer to go back to
+	started  time.Time
+	next     time.Time // earliest next trial
+	gap      time.Duration
+	settled  time.Time // when the current choice was made
+	lastPick *Layer
+}
+
+// expectedBitrate is what a layer costs: measured when it flows, else a guess from its size
+// (a paused layer measures zero).
+func expectedBitrate(l *Layer) int {
+	if b := l.Bitrate(); b > 0 {
+		return b
+	}
+	if l.track.Kind == webrtc.RTPCodecTypeAudio {
+		return 40_000
+	}
+	if px := l.Width * l.Height; px > 0 {
+		return px * 2 // ≈2 bit per pixel per second: 1.8 Mbit/s at 720p, 115 kbit/s at 180p
+	}
+	return [...]int{150_000, 500_000, 1_500_000}[l.Quality]
+}
+
+// SetMaxQuality caps the layers this subscriber receives.
+func (d *DownTrack) SetMaxQuality(q Quality) {
+	d.mu.Lock()
+	d.maxQuality = q
+	d.mu.Unlock()
+	d.Allocate()
+}
+
+// SetFeedback records the subscriber's bandwidth share for this track (bit/s, 0 = unknown)
+// and chooses a layer again.
+func (d *DownTrack) SetFeedback(estimate int) {
+	d.mu.Lock()
+	d.estimate = estimate
+	d.mu.Unlock()
+	d.Allocate()
+}
+
+// Allocate picks the layer to forward and, when it differs, asks for a keyframe on it. It is
+// called on feedback and about once a second.
+func (d *DownTrack) Allocate() {
+	layers := d.track.Layers()
+	if len(layers) == 0 {
+		return
+	}
+	now := time.Now()
+	d.mu.Lock()
+	if d.writer == nil || d.closed {
+		d.mu.Unlock()
+		return
+	}
+	pick := d.chooseLocked(layers, now)
+	target := d.current
+	if d.pending != nil {
+		target = d.pending
+	}
+	var join, leave *Layer
+	if pick != target {
+		if d.pending != nil && d.pending != d.current {
+			leave = d.pending
+		}
+		if pick == d.current {
+			d.pending = nil
+		} else {
+			d.pending, join = pick, pick
+		}
+	}
+	d.mu.Unlock()
+	if leave != nil {
+		leave.removeSub(d)
+	}
+	if join != nil {
+		join.addSub(d)
+		join.RequestKeyframe()
+	}
+}
+
+func (d *DownTrack) chooseLocked(layers []*Layer, now time.Time) *Layer {
+	wanted := layers[0]
+	for _, l := range layers {
+		if l.Quality <= d.maxQuality {
+			wanted = l
+		}
+	}
+	if d.estimate == 0 || len(layers) == 1 {
+		return wanted
+	}
+	pr := &d.probe
+	if pr.trial != nil {
+		switch {
+		case d.loss > probeLossLimit || d.current != pr.trial && now.Sub(pr.started) > 3*probeLength:
+			pr.gap = min(pr.gap*2, probeMaxGap) // failed: back to where it was, wait longer
+			pr.next, pr.trial = now.Add(pr.gap), nil
+			return pr.from
+		case now.Sub(pr.started) < probeLength || d.current != pr.trial:
+			return pr.trial
+		default: // the trial layer flowed for probeLength without loss: keep it
+			pr.trial, pr.gap, pr.settled = nil, probeFirst, now
+			return d.current
+		}
+	}
+	fit := layers[0]
+	for _, l := range layers {
+		if l.Quality <= wanted.Quality && float64(expectedBitrate(l)) <= fitMargin*float64(d.estimate) {
+			fit = l
+		}
+	}
+	cur := d.current
+	if cur == nil {
+		return fit
+	}
+	if d.loss > steadyLoss && fit.Quality >= cur.Quality && cur != layers[0] {
+		fit = layers[max(0, indexOf(layers, cur)-1)] // losing packets: one step down
+	}
+	if fit != pr.lastPick {
+		pr.lastPick, pr.settled = fit, now
+		if pr.gap == 0 {
+			pr.gap = probeFirst
+		}
+		pr.next = now.Add(pr.gap)
+	}
+	if fit == cur && cur.Quality < wanted.Quality && d.loss <= probeLossLimit && !now.Before(pr.next) {
+		up := layers[indexOf(layers, cur)+1]
+		pr.trial, pr.from, pr.started = up, cur, now
+		return up
+	}
+	return fit
+}
+
+func indexOf(layers []*Layer, l *Layer) int {
+	for i, x := range layers {
+		if x == l {
+			return i
+		}
+	}
+	return 0
+}

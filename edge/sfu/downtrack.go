@@ -1,0 +1,326 @@
+package sfu
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/rtcp"
+	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
+)
+
+// DownTrack is one subscriber's view of a Track: a webrtc.TrackLocal that pion binds to the
+// subscriber's peer connection. It forwards one layer at a time, switches layers only on a
+// keyframe of the new one, and rewrites sequence numbers and timestamps so the subscriber
+// sees one continuous stream through switches and publisher restarts.
+type DownTrack struct {
+	track      *Track
+	Subscriber string
+
+	mu          sync.Mutex // guards everything below; layers' goroutines and NACK answers write
+	writer      webrtc.TrackLocalWriter
+	ssrc        uint32
+	payloadType uint8
+	clockRate   uint32
+	current     *Layer // the layer being forwarded; nil before the first keyframe
+	pending     *Layer // the layer to switch to at its next keyframe
+	started     bool
+	lastSeq     uint16 // last sequence number sent (subscriber's numbering)
+	lastTS      uint32
+	lastArrival int64
+	seqDelta    uint16 // out = in + seqDelta, for the current layer
+	tsDelta     uint32
+	segments    [4]segment // recent layer switches, to map NACKed numbers back to a layer
+	hdr         rtp.Header // reused for every packet: no allocation per forwarded packet
+	closed      bool
+
+	// Layer choice, owned by Allocate (one goroutine: the subscriber's RTCP reader or ticker).
+	maxQuality Quality
+	estimate   int     // subscriber's bandwidth share for this track, bit/s; 0 = unknown
+	loss       float64 // fraction lost in the latest receiver report
+	probe      probeState
+	onLayer    func(*Layer) // told when the forwarded layer changes
+
+	PacketsSent, BytesSent, Nacks, Retransmits, Switches atomic.Uint64
+}
+
+// segment says that from out sequence number outStart on, packets came from layer with seqDelta.
+type segment struct {
+	outStart uint16
+	layer    *Layer
+	seqDelta uint16
+	tsDelta  uint32
+}
+
+var _ webrtc.TrackLocal = (*DownTrack)(nil)
+
+// NewDownTrack makes a subscriber's down track. onLayer (may be nil) is called, outside any
+// lock of the track, when the forwarded layer changes.
+func NewDownTrack(t *Track, subscriber string, onLayer func(*Layer)) *DownTrack {
+	return &DownTrack{track: t, Subscriber: subscriber, maxQuality: High, tsDelta: rand.Uint32(), onLayer: onLayer}
+}
+
+// Track is the published track this down track receives.
+func (d *DownTrack) Track() *Track { return d.track }
+
+// Bind implements webrtc.TrackLocal: pick our codec among the negotiated ones and start
+// receiving packets. Until a keyframe comes, nothing is sent.
+func (d *DownTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameters, error) {
+	codec, ok := pickCodec(d.track.Codec, ctx.CodecParameters())
+	if !ok {
+		return webrtc.RTPCodecParameters{}, fmt.Errorf("bind %s (%s): %w", d.track.ID, d.track.Codec.MimeType, webrtc.ErrUnsupportedCodec)
+	}
+	d.mu.Lock()
+	d.writer = ctx.WriteStream()
+	d.ssrc = uint32(ctx.SSRC())
+	d.payloadType = uint8(codec.PayloadType)
+	d.clockRate = codec.ClockRate
+	d.mu.Unlock()
+	d.Allocate()
+	return codec, nil
+}
+
+// pickCodec finds the negotiated codec matching the track's; for H.264 the same
+// packetization mode, preferring the same profile.
+func pickCodec(want webrtc.RTPCodecCapability, offered []webrtc.RTPCodecParameters) (webrtc.RTPCodecParameters, bool) {
+	var fallback *webrtc.RTPCodecParameters
+	for i, c := range offered {
+		if !strings.EqualFold(c.MimeType, want.MimeType) {
+			continue
+		}
+		if !strings.EqualFold(want.MimeType, webrtc.MimeTypeH264) {
+			return c, true
+		}
+		if !strings.Contains(c.SDPFmtpLine, "packetization-mode=1") {
+			continue
+		}
+		if profile(c.SDPFmtpLine) == profile(want.SDPFmtpLine) {
+			return c, true
+		}
+		if fallback == nil {
+			fallback = &offered[i]
+		}
+	}
+	if fallback != nil {
+		return *fallback, true
+	}
+	return webrtc.RTPCodecParameters{}, false
+}
+
+// profile is the H.264 profile (profile_idc and constraint flags) of an fmtp line, without
+// the level: a subscriber that can decode the profile gets any level.
+func profile(fmtp string) string {
+	for kv := range strings.SplitSeq(fmtp, ";") {
+		if k, v, ok := strings.Cut(strings.TrimSpace(kv), "="); ok && strings.EqualFold(k, "profile-level-id") && len(v) == 6 {
+			return strings.ToLower(v[:4])
+		}
+	}
+	return ""
+}
+
+// Unbind implements webrtc.TrackLocal.
+func (d *DownTrack) Unbind(webrtc.TrackLocalContext) error {
+	d.Close()
+	return nil
+}
+
+// Close detaches the down track from its layers; it forwards nothing more.
+func (d *DownTrack) Close() {
+	d.mu.Lock()
+	d.writer, d.closed = nil, true
+	cur, pend := d.current, d.pending
+	d.current, d.pending = nil, nil
+	d.mu.Unlock()
+	for _, l := range []*Layer{cur, pend} {
+		if l != nil {
+			l.removeSub(d)
+		}
+	}
+}
+
+// ID, RID, StreamID and Kind implement webrtc.TrackLocal. The stream is the publisher, so
+// a subscriber sees one MediaStream per participant.
+func (d *DownTrack) ID() string                { return d.track.ID }
+func (d *DownTrack) RID() string               { return "" }
+func (d *DownTrack) StreamID() string          { return d.track.Participant }
+func (d *DownTrack) Kind() webrtc.RTPCodecType { return d.track.Kind }
+
+// Layer is the layer being forwarded now (nil before the first keyframe).
+func (d *DownTrack) Layer() *Layer {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.current
+}
+
+// forward sends one packet of layer l, called from that layer's goroutine.
+func (d *DownTrack) forward(l *Layer, p *packet) {
+	d.mu.Lock()
+	if d.writer == nil || d.track.muted.Load() {
+		d.mu.Unlock()
+		return
+	}
+	if l == d.pending && p.keyframe {
+		old := d.switchLocked(l, p)
+		d.mu.Unlock()
+		if old != nil {
+			old.removeSub(d)
+		}
+		if old != l && d.onLayer != nil {
+			d.onLayer(l)
+		}
+		return
+	}
+	if l == d.current && d.started {
+		d.writeLocked(p, false)
+	}
+	d.mu.Unlock()
+}
+
+// switchLocked makes l the forwarded layer from its keyframe p on, and returns the layer
+// left behind (to be detached outside the lock).
+func (d *DownTrack) switchLocked(l *Layer, p *packet) *Layer {
+	prevSeqDelta, prevTSDelta := d.seqDelta, d.tsDelta
+	if d.started {
+		// Continue the subscriber's numbering and clock: next sequence number, and a
+		// timestamp advanced by the wall-clock time since the last packet sent.
+		d.seqDelta = d.lastSeq + 1 - p.seq
+		step := uint32(max(1, (p.arrival-d.lastArrival)*int64(d.clockRate)/int64(time.Second)))
+		d.tsDelta = d.lastTS + step - p.timestamp
+	} else {
+		d.seqDelta = uint16(rand.Uint32()) - p.seq
+	}
+	if n, err := d.writeLocked(p, false); n == 0 && err == nil {
+		// pion drops packets until SRTP is up (0 bytes, no error): starting on this keyframe
+		// would leave the subscriber with none, so wait for another.
+		d.seqDelta, d.tsDelta = prevSeqDelta, prevTSDelta
+		go l.RequestKeyframe()
+		return nil
+	}
+	old := d.current
+	d.current, d.pending, d.started = l, nil, true
+	copy(d.segments[1:], d.segments[:len(d.segments)-1])
+	d.segments[0] = segment{outStart: p.seq + d.seqDelta, layer: l, seqDelta: d.seqDelta, tsDelta: d.tsDelta}
+	if old != nil && old != l {
+		d.Switches.Add(1)
+	}
+	if old == l {
+		return nil
+	}
+	return old
+}
+
+func (d *DownTrack) writeLocked(p *packet, resend bool) (int, error) {
+	seq, ts := p.seq+d.seqDelta, p.timestamp+d.tsDelta
+	d.hdr = rtp.Header{
+		Version:        2,
+		Padding:        p.padding,
+		Marker:         p.marker,
+		PayloadType:    d.payloadType,
+		SequenceNumber: seq,
+		Timestamp:      ts,
+		SSRC:           d.ssrc,
+	}
+	n, err := d.writer.WriteRTP(&d.hdr, p.payload)
+	if n > 0 {
+		d.PacketsSent.Add(1)
+		d.BytesSent.Add(uint64(n))
+	}
+	if !resend && (!d.started || int16(seq-d.lastSeq) > 0) {
+		d.lastSeq, d.lastTS, d.lastArrival = seq, ts, p.arrival
+	}
+	// A failed write is a subscriber going away; its connection's state handler cleans up.
+	return n, err
+}
+
+// restart makes the down track wait for a keyframe again (after a mute), keeping its numbering.
+func (d *DownTrack) restart() {
+	d.mu.Lock()
+	if d.current != nil && d.pending == nil {
+		d.pending = d.current
+	}
+	l := d.pending
+	d.mu.Unlock()
+	if l != nil {
+		l.RequestKeyframe()
+	}
+}
+
+// HandleRTCP acts on the subscriber's feedback for this track: picture loss asks for a
+// keyframe, NACKs are answered from the layer's shared cache, receiver reports and REMB feed
+// the layer choice (REMB is per connection: the caller passes its share as estimate).
+func (d *DownTrack) HandleRTCP(pkts []rtcp.Packet) {
+	for _, pkt := range pkts {
+		switch pkt := pkt.(type) {
+		case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
+			if l := d.Layer(); l != nil {
+				l.RequestKeyframe()
+			}
+		case *rtcp.TransportLayerNack:
+			for _, pair := range pkt.Nacks {
+				for _, seq := range pair.PacketList() {
+					d.Nacks.Add(1)
+					if d.resend(seq) {
+						d.Retransmits.Add(1)
+					}
+				}
+			}
+		case *rtcp.ReceiverReport:
+			for _, r := range pkt.Reports {
+				if r.SSRC == d.ssrcNow() {
+					d.loss = float64(r.FractionLost) / 256
+				}
+			}
+		}
+	}
+}
+
+func (d *DownTrack) ssrcNow() uint32 {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.ssrc
+}
+
+// resend retransmits the packet the subscriber numbered outSeq, from the cache of the layer
+// it came from.
+func (d *DownTrack) resend(outSeq uint16) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.writer == nil || !d.started || int16(outSeq-d.lastSeq) > 0 {
+		return false
+	}
+	for _, seg := range d.segments {
+		if seg.layer == nil || int16(outSeq-seg.outStart) < 0 {
+			continue
+		}
+		seqDelta, tsDelta := d.seqDelta, d.tsDelta
+		d.seqDelta, d.tsDelta = seg.seqDelta, seg.tsDelta
+		ok := seg.layer.ring.with(outSeq-seg.seqDelta, func(p *packet) { _, _ = d.writeLocked(p, true) })
+		d.seqDelta, d.tsDelta = seqDelta, tsDelta
+		return ok
+	}
+	return false
+}
+
+// RequestKeyframe asks for a keyframe of the layer being forwarded or waited for.
+func (d *DownTrack) RequestKeyframe() {
+	d.mu.Lock()
+	l := d.pending
+	if l == nil {
+		l = d.current
+	}
+	d.mu.Unlock()
+	if l != nil {
+		l.RequestKeyframe()
+	}
+}
+
+// Loss is the fraction of packets the subscriber reported lost most recently.
+func (d *DownTrack) Loss() float64 {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.loss
+}
