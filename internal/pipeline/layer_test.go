@@ -308,3 +308,28 @@ func TestSetSinkRedirectsAndAsksForAKeyframe(t *testing.T) {
 		}
 	})
 }
+
+func TestEveryLayerOffIsNeitherAStallNorDown(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := threeLayers(t, -1, 0, nil)
+		time.Sleep(100 * time.Millisecond)
+		for _, l := range r.p.Layers() {
+			l.SetActive(false)
+		}
+		time.Sleep(time.Millisecond)
+		synctest.Wait()
+		before := len(r.encs[QualityHigh].sizes)
+		time.Sleep(3 * time.Second)
+		st := r.p.Status()
+		if !st.Live || st.Err != nil {
+			t.Errorf("status with every layer off and the camera running: %+v; want live", st)
+		}
+		if age := time.Since(r.p.LastProgress()); age > 20*time.Millisecond {
+			t.Errorf("LastProgress %v old: the watchdog would call it a stall", age)
+		}
+		r.stop()
+		if n := len(r.encs[QualityHigh].sizes) - before; n != 0 {
+			t.Errorf("%d frames encoded with every layer off", n)
+		}
+	})
+}

@@ -65,6 +65,7 @@ type Pipeline struct {
 
 	lastOutput   atomic.Int64 // unix nanoseconds of the last access unit handed to a sink
 	lastProgress atomic.Int64 // unix nanoseconds of the last frame handled as intended
+	lastIdle     atomic.Int64 // unix nanoseconds of the last frame no layer wanted
 
 	created time.Time
 
@@ -177,10 +178,12 @@ func (p *Pipeline) handle(f *media.Frame) {
 		l.encode(f)
 		return
 	}
+	idle := true
 	for _, l := range p.layers {
 		if !l.active.Load() {
 			continue
 		}
+		idle = false
 		if !l.busy.CompareAndSwap(false, true) {
 			l.dropped.Add(1)
 			continue
@@ -197,6 +200,13 @@ func (p *Pipeline) handle(f *media.Frame) {
 			}
 		}
 		l.in <- in // never blocks: busy says the worker took the previous one
+	}
+	if idle {
+		// Nobody receives any layer (dynacast turned them all off): the camera works and
+		// nothing is wanted, which is neither a stall for the watchdog nor a stream down.
+		now := time.Now().UnixNano()
+		p.lastProgress.Store(now)
+		p.lastIdle.Store(now)
 	}
 }
 
@@ -332,7 +342,8 @@ func (p *Pipeline) Status() Status {
 			frames++
 		}
 	}
-	s.Live = frames > 0 && p.err == nil && !s.Paused
+	idle := now.Sub(time.Unix(0, p.lastIdle.Load())) <= statusWindow
+	s.Live = (frames > 0 || idle) && p.err == nil && !s.Paused
 	s.Starting = !s.Live && !s.Paused && p.err == nil && p.encoded == 0 && now.Sub(p.created) < startGrace
 	if s.Paused && s.Err == nil {
 		s.Err = errors.New("the appliance has left the call")
