@@ -87,7 +87,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, environ [
 	log.Info("encoder chosen", "encoder", enc.Name(), "reason", why,
 		"size", fmt.Sprintf("%dx%d", w, h), "fps", fps, "bitrate_kbps", cfg.Encoder.BitrateKbps)
 
-	pipe := pipeline.New(pipeline.Config{Source: src, Encoder: enc, Log: log.With("component", "pipeline")})
+	// Simulcast: the camera is encoded at up to three sizes (encoder.layers); cameraTrack hands
+	// each layer to the SFU track layer of the same rid.
+	lay, err := openLayers(cfg.Encoder, cam, enc, log)
+	if err != nil {
+		return err
+	}
+	defer lay.Close()
+	pipe := pipeline.New(pipeline.Config{Source: src, Layers: lay.configs, Log: log.With("component", "pipeline")})
 	track := cameraTrack(pipe, w, h)
 
 	// Viewers' bandwidth estimates and loss set the encoder's bitrate, between the floor and
@@ -415,7 +422,11 @@ func printProbe(w io.Writer, cfg config.Config, log *slog.Logger) error {
 		return err
 	}
 	choice, _ := probe.Choose(src.format, src.width, src.height, devices, cfg.Encoder.Backend)
-	return probe.WriteTable(w, cameras, encoders, choice)
+	if err := probe.WriteTable(w, cameras, encoders, choice); err != nil {
+		return err
+	}
+	sizes := probeLayerSizes(cfg, src.width, src.height)
+	return probe.WriteScalers(w, probe.Scalers(devices), probe.ChooseScaler(src.format, src.width, src.height, sizes, devices))
 }
 
 // flowing is the watchdog's health check: the pipeline made progress within the last few
