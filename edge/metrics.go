@@ -165,7 +165,7 @@ func (s *Server) handleMetrics(w http.ResponseWriter, _ *http.Request) {
 		{"edge_plis_sent_total", "Keyframe requests sent to publishers.", &m.plis},
 		{"edge_received_bytes_total", "RTP bytes received from publishers.", &m.bytesIn},
 		{"edge_rtcp_packets_received_total", "RTCP packets received from subscribers.", &m.rtcpIn},
-		{"edge_malformed_rtp_total", "Incoming RTP packets that did not parse.", &m.malformed},
+		{"edge_malformed_packets_total", "Incoming RTP and RTCP packets that did not parse.", &m.malformed},
 		{"edge_bad_messages_total", "Room protocol messages refused.", &m.badMessages},
 		{"edge_auth_failures_total", "Requests refused for their token.", &m.authFailures},
 	} {
@@ -197,4 +197,11 @@ func (s *Server) handleMetrics(w http.ResponseWriter, _ *http.Request) {
 	fmt.Fprintf(w, "# HELP edge_sent_bytes Bytes sent to current subscribers.\n# TYPE edge_sent_bytes gauge\nedge_sent_bytes %d\n", bytes)
 	fmt.Fprintf(w, "# HELP edge_nacks Packets current subscribers NACKed.\n# TYPE edge_nacks gauge\nedge_nacks %d\n", nacks)
 	fmt.Fprintf(w, "# HELP edge_retransmits NACKed packets resent from the cache.\n# TYPE edge_retransmits gauge\nedge_retransmits %d\n", resent)
+	if s.cfg.TURNStats != nil {
+		st := s.cfg.TURNStats()
+		fmt.Fprintf(w, "# HELP edge_turn_allocations TURN allocations open now.\n# TYPE edge_turn_allocations gauge\nedge_turn_allocations %d\n", st.AllocationsActive)
+		fmt.Fprintf(w, "# HELP edge_turn_allocations_total TURN allocations created.\n# TYPE edge_turn_allocations_total counter\nedge_turn_allocations_total %d\n", st.AllocationsTotal)
+		fmt.Fprintf(w, "# HELP edge_turn_auth_failures_total TURN requests with bad or expired credentials.\n# TYPE edge_turn_auth_failures_total counter\nedge_turn_auth_failures_total %d\n", st.AuthFailures)
+		fmt.Fprintf(w, "# HELP edge_turn_relayed_bytes_total Bytes relayed by TURN.\n# TYPE edge_turn_relayed_bytes_total counter\nedge_turn_relayed_bytes_total %d\n", st.BytesToPeers+st.BytesFromPeers)
+	}
 }

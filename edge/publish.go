@@ -96,8 +96,12 @@ func (pub *publisher) read(remote *webrtc.TrackRemote, layer *sfu.Layer) {
 	var pkt rtp.Packet
 	for {
 		n, _, err := remote.Read(buf)
-		if err != nil {
+		if closed(err) {
 			return
+		}
+		if err != nil {
+			pub.srv.metrics.malformed.Add(1)
+			continue
 		}
 		if err := pkt.Unmarshal(buf[:n]); err != nil {
 			pub.srv.metrics.malformed.Add(1)

@@ -13,6 +13,7 @@ import (
 	"github.com/pion/webrtc/v4"
 
 	"github.com/edgeflux/edge/edge/sfu"
+	"github.com/edgeflux/edge/edge/turn"
 	"github.com/edgeflux/edge/internal/token"
 )
 
@@ -183,9 +184,9 @@ func (c *rtcClient) join(m clientMessage) error {
 	return nil
 }
 
-func nonNil(ice []ICEServer) []ICEServer {
+func nonNil(ice []turn.ICEServer) []turn.ICEServer {
 	if ice == nil {
-		return []ICEServer{}
+		return []turn.ICEServer{}
 	}
 	return ice
 }

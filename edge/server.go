@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/edgeflux/edge/edge/sfu"
+	"github.com/edgeflux/edge/edge/turn"
 	"github.com/edgeflux/edge/internal/token"
 )
 
@@ -38,7 +39,9 @@ type Config struct {
 	MaxParticipants int
 	// ICEServers returns the STUN/TURN servers (with credentials) handed to a participant
 	// with its token, in the WebSocket's joined message and WHIP/WHEP Link headers.
-	ICEServers func(identity string) []ICEServer
+	ICEServers func(identity string) []turn.ICEServer
+	// TURNStats reports the embedded TURN server's counters for /metrics (nil: none).
+	TURNStats func() turn.Stats
 
 	// Status says whether the camera's media flows and what it is; the edge knows no camera.
 	Status func() StreamStatus
@@ -51,13 +54,6 @@ type Config struct {
 	// moved to a lower layer. The daemon turns them into the encoder's bitrate.
 	ViewerFeedback func(viewer string, estimateBps int, loss float64)
 	ViewerLeft     func(viewer string)
-}
-
-// ICEServer is one STUN or TURN server for clients, as RTCIceServer in browsers.
-type ICEServer struct {
-	URLs       []string `json:"urls"`
-	Username   string   `json:"username,omitempty"`
-	Credential string   `json:"credential,omitempty"`
 }
 
 // StreamStatus is what /api/status reports and the page shows.
@@ -123,7 +119,7 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		cfg.Status = func() StreamStatus { return StreamStatus{Live: true} }
 	}
 	if cfg.ICEServers == nil {
-		cfg.ICEServers = func(string) []ICEServer { return nil }
+		cfg.ICEServers = func(string) []turn.ICEServer { return nil }
 	}
 	a, err := newAPIs(cfg)
 	if err != nil {

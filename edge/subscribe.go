@@ -1,7 +1,10 @@
 package edge
 
 import (
+	"errors"
 	"fmt"
+	"io"
+	"net"
 	"sync"
 	"time"
 
@@ -140,8 +143,12 @@ func (s *subscriber) connected() {
 func (s *subscriber) readRTCP(d *sfu.DownTrack, sender *webrtc.RTPSender) {
 	for {
 		pkts, _, err := sender.ReadRTCP()
-		if err != nil {
+		if closed(err) {
 			return
+		}
+		if err != nil { // a malformed compound packet: count it, keep listening
+			s.srv.metrics.malformed.Add(1)
+			continue
 		}
 		s.srv.metrics.rtcpIn.Add(uint64(len(pkts)))
 		d.HandleRTCP(pkts)
@@ -206,4 +213,10 @@ func (s *subscriber) close() {
 		e.down.Close()
 		s.srv.viewerLeft(s.id + "/" + id)
 	}
+}
+
+// closed tells a read error of a connection that has ended from one about a bad packet,
+// which must not end the reading: a client's garbage cannot stall the SFU.
+func closed(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrClosedPipe) || errors.Is(err, net.ErrClosed)
 }

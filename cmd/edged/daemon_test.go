@@ -55,6 +55,7 @@ func startDaemonWith(t testing.TB, hooks *runHooks, env ...string) *daemon {
 		"EDGED_WEBRTC_INTERFACES=lo",
 		"EDGED_WEBRTC_INCLUDE_LOOPBACK=true",
 		"EDGED_WEBRTC_MDNS=false",
+		"EDGED_TURN_LISTEN=127.0.0.1:0",
 		"EDGED_LOG_FORMAT=text",
 	}, env...)
 	ctx, cancel := context.WithCancel(context.Background())

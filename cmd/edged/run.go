@@ -105,6 +105,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, environ [
 		return fmt.Errorf("rate control: %w", err)
 	}
 
+	relay, err := startRelay(cfg, secret, log)
+	if err != nil {
+		return err
+	}
+	defer relay.Close()
+
 	var srv *edge.Server
 	status := func() edge.StreamStatus {
 		ps := pipe.Status()
@@ -121,6 +127,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, environ [
 		Secret: secret, TrustLoopback: cfg.Auth.TrustLoopback,
 		UDPPort: cfg.WebRTC.UDPPort, Interfaces: cfg.WebRTC.Interfaces, IncludeLoopback: cfg.WebRTC.IncludeLoopback,
 		MDNS: cfg.WebRTC.MDNS, NAT1To1IPs: cfg.WebRTC.NAT1To1IPs, MaxViewers: cfg.WebRTC.MaxViewers,
+		DefaultRoom: cfg.WebRTC.DefaultRoom, MaxParticipants: cfg.WebRTC.MaxParticipants,
+		ICEServers: relay.iceServers, TURNStats: relay.stats,
 		Status:     status,
 		SetPrivacy: func(on bool) { setPrivacy(pipe, log, on) },
 		SetInCall:  func(joined bool) { setInCall(pipe, log, joined) },

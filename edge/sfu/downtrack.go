@@ -21,22 +21,24 @@ type DownTrack struct {
 	track      *Track
 	Subscriber string
 
-	mu          sync.Mutex // guards everything below; layers' goroutines and NACK answers write
-	writer      webrtc.TrackLocalWriter
-	ssrc        uint32
-	payloadType uint8
-	clockRate   uint32
-	current     *Layer // the layer being forwarded; nil before the first keyframe
-	pending     *Layer // the layer to switch to at its next keyframe
-	started     bool
-	lastSeq     uint16 // last sequence number sent (subscriber's numbering)
-	lastTS      uint32
-	lastArrival int64
-	seqDelta    uint16 // out = in + seqDelta, for the current layer
-	tsDelta     uint32
-	segments    [4]segment // recent layer switches, to map NACKed numbers back to a layer
-	hdr         rtp.Header // reused for every packet: no allocation per forwarded packet
-	closed      bool
+	mu           sync.Mutex // guards everything below; layers' goroutines and NACK answers write
+	writer       webrtc.TrackLocalWriter
+	ssrc         uint32
+	payloadType  uint8
+	clockRate    uint32
+	current      *Layer // the layer being forwarded; nil before the first keyframe
+	pending      *Layer // the layer to switch to at its next keyframe
+	started      bool
+	lastSeq      uint16 // last sequence number sent (subscriber's numbering)
+	lastTS       uint32
+	lastArrival  int64
+	seqDelta     uint16 // out = in + seqDelta, for the current layer
+	tsDelta      uint32
+	segments     [4]segment // recent layer switches, to map NACKed numbers back to a layer
+	hdr          rtp.Header // reused for every packet: no allocation per forwarded packet
+	closed       bool
+	resendTokens float64 // retransmission budget (token bucket)
+	resendLast   int64
 
 	// Layer choice, owned by Allocate (one goroutine: the subscriber's RTCP reader or ticker).
 	maxQuality Quality
@@ -61,7 +63,8 @@ var _ webrtc.TrackLocal = (*DownTrack)(nil)
 // NewDownTrack makes a subscriber's down track. onLayer (may be nil) is called, outside any
 // lock of the track, when the forwarded layer changes.
 func NewDownTrack(t *Track, subscriber string, onLayer func(*Layer)) *DownTrack {
-	return &DownTrack{track: t, Subscriber: subscriber, maxQuality: High, tsDelta: rand.Uint32(), onLayer: onLayer}
+	return &DownTrack{track: t, Subscriber: subscriber, maxQuality: High, tsDelta: rand.Uint32(), onLayer: onLayer,
+		resendTokens: resendRate, resendLast: nanotime()}
 }
 
 // Track is the published track this down track receives.
@@ -260,9 +263,13 @@ func (d *DownTrack) HandleRTCP(pkts []rtcp.Packet) {
 				l.RequestKeyframe()
 			}
 		case *rtcp.TransportLayerNack:
+			asked := 0
 			for _, pair := range pkt.Nacks {
 				for _, seq := range pair.PacketList() {
 					d.Nacks.Add(1)
+					if asked++; asked > maxNackedPerReport {
+						continue // a huge NACK list must not turn the SFU into an amplifier
+					}
 					if d.resend(seq) {
 						d.Retransmits.Add(1)
 					}
@@ -284,6 +291,13 @@ func (d *DownTrack) ssrcNow() uint32 {
 	return d.ssrc
 }
 
+// Retransmission limits: per NACK report, and a token bucket per subscriber (a real loss
+// burst of a 2 Mbit/s stream is far below either).
+const (
+	maxNackedPerReport = 256
+	resendRate         = 400 // packets per second
+)
+
 // resend retransmits the packet the subscriber numbered outSeq, from the cache of the layer
 // it came from.
 func (d *DownTrack) resend(outSeq uint16) bool {
@@ -292,6 +306,13 @@ func (d *DownTrack) resend(outSeq uint16) bool {
 	if d.writer == nil || !d.started || int16(outSeq-d.lastSeq) > 0 {
 		return false
 	}
+	now := nanotime()
+	d.resendTokens = min(resendRate, d.resendTokens+float64(now-d.resendLast)*resendRate/1e9)
+	d.resendLast = now
+	if d.resendTokens < 1 {
+		return false
+	}
+	d.resendTokens--
 	for _, seg := range d.segments {
 		if seg.layer == nil || int16(outSeq-seg.outStart) < 0 {
 			continue

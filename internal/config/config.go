@@ -29,6 +29,7 @@ type Config struct {
 	Camera  Camera  `yaml:"camera"`
 	Encoder Encoder `yaml:"encoder"`
 	WebRTC  WebRTC  `yaml:"webrtc"`
+	TURN    TURN    `yaml:"turn"`
 	GPIO    GPIO    `yaml:"gpio"`
 }
 
@@ -76,6 +77,22 @@ type WebRTC struct {
 	MDNS            bool     `yaml:"mdns"`             // resolve browsers' .local candidates
 	NAT1To1IPs      []string `yaml:"nat_1to1_ips"`     // public IPs to announce instead of local ones
 	MaxViewers      int      `yaml:"max_viewers"`
+	DefaultRoom     string   `yaml:"default_room"`     // the camera's room; /whep/camera plays it
+	MaxParticipants int      `yaml:"max_participants"` // per room
+}
+
+// TURN configures the relay clients use when no direct path works: the embedded TURN
+// server and/or an external one (coturn) sharing a secret, both with time-limited
+// credentials (the TURN REST scheme) handed out with each token.
+type TURN struct {
+	Enabled        bool          `yaml:"enabled"`         // run the embedded TURN server
+	Listen         string        `yaml:"listen"`          // its UDP (and TCP) address
+	PublicIP       string        `yaml:"public_ip"`       // address clients reach it at; "" = the first usable interface address
+	RelayMinPort   int           `yaml:"relay_min_port"`  // relay port range; 0 and 0 = any
+	RelayMaxPort   int           `yaml:"relay_max_port"`  //
+	ExternalURLs   []string      `yaml:"external_urls"`   // e.g. turn:turn.example.com:3478?transport=udp
+	ExternalSecret string        `yaml:"external_secret"` // the external server's static-auth-secret
+	CredentialTTL  time.Duration `yaml:"credential_ttl"`  // how long handed-out credentials work
 }
 
 // GPIO maps the appliance's buttons and LEDs to GPIO lines. Each line is
@@ -102,7 +119,8 @@ func Default() Config {
 		HTTP:    HTTP{Listen: ":8080"},
 		Camera:  Camera{Device: "auto", Format: "auto", Width: 1280, Height: 720, FPS: 30},
 		Encoder: Encoder{Backend: "auto", BitrateKbps: 2000, MinBitrateKbps: 300, KeyframeInterval: 2 * time.Second, Layers: "auto"},
-		WebRTC:  WebRTC{UDPPort: 8189, MDNS: true, MaxViewers: 200},
+		WebRTC:  WebRTC{UDPPort: 8189, MDNS: true, MaxViewers: 200, DefaultRoom: "main", MaxParticipants: 50},
+		TURN:    TURN{Enabled: true, Listen: ":3478", CredentialTTL: 12 * time.Hour},
 		GPIO: GPIO{ButtonActiveLow: true, ButtonBias: "auto", Debounce: 30 * time.Millisecond,
 			LongPress: 10 * time.Second},
 	}
@@ -122,7 +140,7 @@ func (c *Config) Validate() error {
 	}
 	add(oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error"))
 	add(oneOf("log.format", c.Log.Format, "auto", "text", "json", "journal"))
-	add(checkListen(c.HTTP.Listen))
+	add(checkListen("http.listen", c.HTTP.Listen))
 	add(checkSecret(c.Auth))
 	if d := c.Camera.Device; d != "auto" && d != "synthetic" && !isDevPath(d) {
 		add(fmt.Errorf(`camera.device: %q is not "auto", "synthetic" or a /dev/ path; use e.g. /dev/video0`, d))
@@ -155,6 +173,11 @@ func (c *Config) Validate() error {
 		}
 	}
 	add(inRange("webrtc.max_viewers", c.WebRTC.MaxViewers, 1, 5000))
+	add(inRange("webrtc.max_participants", c.WebRTC.MaxParticipants, 2, 500))
+	if !roomName.MatchString(c.WebRTC.DefaultRoom) {
+		add(fmt.Errorf("webrtc.default_room: %q is not a room name; use 1 to 64 letters, digits, '-' or '_'", c.WebRTC.DefaultRoom))
+	}
+	add(checkTURN(c.TURN))
 	errs = append(errs, c.GPIO.validate()...)
 	return errors.Join(errs...)
 }
@@ -204,7 +227,7 @@ func checkEven(path, what string, v, lo, hi int) error {
 	return nil
 }
 
-func checkListen(listen string) error {
+func checkListen(field, listen string) error {
 	_, port, err := net.SplitHostPort(listen)
 	if err != nil {
 		msg := err.Error()
@@ -212,10 +235,10 @@ func checkListen(listen string) error {
 		if errors.As(err, &ae) {
 			msg = strings.TrimSuffix(ae.Err, " in address")
 		}
-		return fmt.Errorf(`http.listen: %q: %s; use host:port such as ":8080"`, listen, msg)
+		return fmt.Errorf(`%s: %q: %s; use host:port such as ":8080"`, field, listen, msg)
 	}
 	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
-		return fmt.Errorf(`http.listen: port %q in %q is not a number 0..65535; use host:port such as ":8080"`, port, listen)
+		return fmt.Errorf(`%s: port %q in %q is not a number 0..65535; use host:port such as ":8080"`, field, port, listen)
 	}
 	return nil
 }
@@ -236,6 +259,33 @@ func checkSecret(a Auth) error {
 		return fmt.Errorf("auth.secret_file: %q is not an absolute path", a.SecretFile)
 	}
 	return nil
+}
+
+var roomName = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+
+func checkTURN(t TURN) error {
+	var errs []error
+	if t.Enabled {
+		errs = append(errs, checkListen("turn.listen", t.Listen))
+	}
+	if t.PublicIP != "" && net.ParseIP(t.PublicIP) == nil {
+		errs = append(errs, fmt.Errorf("turn.public_ip: %q is not an IP address; use e.g. 192.0.2.10 or leave it empty", t.PublicIP))
+	}
+	if t.RelayMinPort < 0 || t.RelayMaxPort > 65535 || t.RelayMinPort > t.RelayMaxPort || (t.RelayMinPort == 0) != (t.RelayMaxPort == 0) {
+		errs = append(errs, fmt.Errorf("turn.relay_min_port and relay_max_port: %d..%d is not a port range; set both (e.g. 49152 and 49999) or neither", t.RelayMinPort, t.RelayMaxPort))
+	}
+	for i, u := range t.ExternalURLs {
+		if !strings.HasPrefix(u, "turn:") && !strings.HasPrefix(u, "turns:") && !strings.HasPrefix(u, "stun:") {
+			errs = append(errs, fmt.Errorf("turn.external_urls[%d]: %q is not a turn:, turns: or stun: URL", i, u))
+		}
+	}
+	if len(t.ExternalURLs) > 0 && len(t.ExternalSecret) < 16 {
+		errs = append(errs, errors.New("turn.external_secret: the external TURN server's shared secret (16+ characters) is needed with turn.external_urls"))
+	}
+	if t.CredentialTTL < time.Minute || t.CredentialTTL > 7*24*time.Hour {
+		errs = append(errs, fmt.Errorf("turn.credential_ttl: %s is out of range; use 1m..168h", t.CredentialTTL))
+	}
+	return errors.Join(errs...)
 }
 
 // isDevPath reports whether d is a clean absolute path below /dev/.

@@ -94,7 +94,7 @@ func TestParseErrors(t *testing.T) {
 		want []string // each must appear in the error
 	}{
 		{"unknown top-level key", "version: 1\nhtp:\n  listen: :80\n",
-			[]string{`edged.yaml:2: unknown key "htp" at top level (valid keys: version, log, http, auth, camera, encoder, webrtc, gpio)`}},
+			[]string{`edged.yaml:2: unknown key "htp" at top level (valid keys: version, log, http, auth, camera, encoder, webrtc, turn, gpio)`}},
 		{"unknown nested key", "log:\n  level: info\n\n\n\n# x\nhttp:\n  listn: :80\n",
 			[]string{`edged.yaml:8: unknown key "listn" in http (valid keys: listen)`}},
 		{"unknown key in flow mapping", "camera: {width: 640, hieght: 480}\n",
