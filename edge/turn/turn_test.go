@@ -276,3 +276,17 @@ func TestURLs(t *testing.T) {
 		t.Fatalf("URLs() = %v, want %v", got, want)
 	}
 }
+
+func TestRelayPortRange(t *testing.T) {
+	leakcheck.Check(t)
+	s := newTestServer(t, func(c *Config) { c.RelayMinPort, c.RelayMaxPort = 41000, 41009 })
+	user, pass := Credentials(testSecret, "alice", time.Hour, time.Now())
+	relay, closeRelay, err := allocate(t, s.Addr().String(), user, pass)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeRelay()
+	if p := relay.LocalAddr().(*net.UDPAddr).Port; p < 41000 || p > 41009 {
+		t.Fatalf("relay port %d outside 41000-41009", p)
+	}
+}

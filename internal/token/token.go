@@ -9,7 +9,9 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -247,7 +249,8 @@ func checkHeader(b []byte) error {
 	if alg != "HS256" {
 		return fmt.Errorf("%w: alg %q, only HS256 is accepted", ErrAlgorithm, clip(alg))
 	}
-	for k, v := range fields {
+	for _, k := range slices.Sorted(maps.Keys(fields)) {
+		v := fields[k]
 		switch k {
 		case "alg":
 		case "typ":
@@ -277,7 +280,8 @@ func parseClaims(b []byte) (Claims, error) {
 		return Claims{}, err
 	}
 	var c Claims
-	for k, v := range fields {
+	for _, k := range slices.Sorted(maps.Keys(fields)) { // the same token, the same error
+		v := fields[k]
 		var err error
 		switch k {
 		case "sub":
@@ -318,7 +322,8 @@ func grants(v json.RawMessage, g *Grants) error {
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidClaims, err)
 	}
-	for k, v := range fields {
+	for _, k := range slices.Sorted(maps.Keys(fields)) {
+		v := fields[k]
 		var dst *bool
 		switch k {
 		case "publish":
