@@ -2,22 +2,124 @@ package edge
 
 import (
 	"encoding/json"
-	"fmt"
 	"net/http"
 	"slices"
-	"sync/atomic"
+	"strings"
 
 	"github.com/pion/webrtc/v4"
 
 	"github.com/edgeflux/edge/edge/sfu"
+	"github.com/edgeflux/edge/edge/turn"
+	"github.com/edgeflux/edge/internal/metrics"
 )
 
-// counters are the server's running totals for /metrics.
+// counters are the server's running totals for /metrics; one atomic add each.
 type counters struct {
-	joins, whipSessions, whepSessions    atomic.Uint64
-	tracksPublished, layerSwitches, plis atomic.Uint64
-	bytesIn, rtcpIn, malformed           atomic.Uint64
-	badMessages, authFailures            atomic.Uint64
+	joins, whipSessions, whepSessions    metrics.Counter
+	tracksPublished, layerSwitches, plis metrics.Counter
+	bytesIn, rtcpIn, malformed           metrics.Counter
+	badMessages, authFailures            metrics.Counter
+}
+
+// registerMetrics builds the server's /metrics: counters, the rooms as they are (read on
+// each scrape, nothing kept per packet), TURN, and the Go runtime and process.
+func (s *Server) registerMetrics() {
+	r := metrics.NewRegistry()
+	s.registry = r
+	m := &s.metrics
+	m.joins = r.Counter("edge_joins_total", "Room protocol joins.")
+	m.whipSessions = r.Counter("edge_whip_sessions_total", "WHIP sessions started.")
+	m.whepSessions = r.Counter("edge_whep_sessions_total", "WHEP sessions started.")
+	m.tracksPublished = r.Counter("edge_published_streams_total", "Incoming RTP streams (track layers) published.")
+	m.layerSwitches = r.Counter("edge_layer_switches_total", "Layer changes of subscribers.")
+	m.plis = r.Counter("edge_plis_sent_total", "Keyframe requests sent to publishers.")
+	m.bytesIn = r.Counter("edge_received_bytes_total", "RTP bytes received from publishers.")
+	m.rtcpIn = r.Counter("edge_rtcp_packets_received_total", "RTCP packets received from subscribers.")
+	m.malformed = r.Counter("edge_malformed_packets_total", "Incoming RTP and RTCP packets that did not parse.")
+	m.badMessages = r.Counter("edge_bad_messages_total", "Room protocol messages refused.")
+	m.authFailures = r.Counter("edge_auth_failures_total", "Requests refused for their token.")
+	r.GaugeFunc("edge_viewers", "WHEP viewers and meeting participants receiving media.", func() float64 { return float64(s.Viewers()) })
+	r.GaugeCollector("edge_participants", "Participants per room.", []string{"room"}, func(emit func(float64, ...string)) {
+		for _, room := range s.roomList() {
+			emit(float64(room.Len()), room.Name)
+		}
+	})
+	r.GaugeCollector("edge_layer_bitrate_bps", "Incoming bitrate of each published layer.", []string{"room", "participant", "track", "quality"},
+		func(emit func(float64, ...string)) {
+			s.eachLayer(func(room string, t *sfu.Track, l *sfu.Layer) {
+				emit(float64(l.Bitrate()), room, t.Participant, t.ID, l.Quality.String())
+			})
+		})
+	r.GaugeCollector("edge_layer_subscribers", "Down tracks receiving each layer.", []string{"room", "participant", "track", "quality"},
+		func(emit func(float64, ...string)) {
+			s.eachLayer(func(room string, t *sfu.Track, l *sfu.Layer) {
+				emit(float64(l.Subscribers()), room, t.Participant, t.ID, l.Quality.String())
+			})
+		})
+	down := func(f func(*sfu.DownTrack) uint64) func() float64 {
+		return func() float64 {
+			var n uint64
+			for _, sub := range s.subscribers() {
+				for _, d := range sub.all() {
+					n += f(d)
+				}
+			}
+			return float64(n)
+		}
+	}
+	r.GaugeFunc("edge_subscriber_sent_bytes", "Bytes sent to current subscribers.", down(func(d *sfu.DownTrack) uint64 { return d.BytesSent.Load() }))
+	r.GaugeFunc("edge_subscriber_sent_packets", "Packets sent to current subscribers.", down(func(d *sfu.DownTrack) uint64 { return d.PacketsSent.Load() }))
+	r.GaugeFunc("edge_subscriber_nacks", "Packets current subscribers NACKed.", down(func(d *sfu.DownTrack) uint64 { return d.Nacks.Load() }))
+	r.GaugeFunc("edge_subscriber_retransmits", "NACKed packets current subscribers got again from the cache.", down(func(d *sfu.DownTrack) uint64 { return d.Retransmits.Load() }))
+	if s.cfg.TURNStats != nil {
+		turnStat := func(f func(turn.Stats) float64) func() float64 { return func() float64 { return f(s.cfg.TURNStats()) } }
+		r.GaugeFunc("edge_turn_allocations", "TURN allocations open now.", turnStat(func(st turn.Stats) float64 { return float64(st.AllocationsActive) }))
+		r.CounterFunc("edge_turn_allocations_total", "TURN allocations created.", turnStat(func(st turn.Stats) float64 { return float64(st.AllocationsTotal) }))
+		r.CounterFunc("edge_turn_auth_failures_total", "TURN requests with bad or expired credentials.", turnStat(func(st turn.Stats) float64 { return float64(st.AuthFailures) }))
+		r.CounterFunc("edge_turn_relayed_bytes_total", "Bytes relayed by TURN.", turnStat(func(st turn.Stats) float64 { return float64(st.BytesToPeers + st.BytesFromPeers) }))
+	}
+	metrics.RegisterRuntime(r)
+}
+
+func (s *Server) roomList() []*sfu.Room {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	rooms := make([]*sfu.Room, 0, len(s.rooms))
+	for _, r := range s.rooms {
+		rooms = append(rooms, r)
+	}
+	slices.SortFunc(rooms, func(a, b *sfu.Room) int { return strings.Compare(a.Name, b.Name) })
+	return rooms
+}
+
+func (s *Server) eachLayer(f func(room string, t *sfu.Track, l *sfu.Layer)) {
+	for _, r := range s.roomList() {
+		for _, p := range r.Participants() {
+			for _, t := range p.Tracks() {
+				for _, l := range t.Layers() {
+					f(r.Name, t, l)
+				}
+			}
+		}
+	}
+}
+
+// subscribers lists every connection that receives media.
+func (s *Server) subscribers() []*subscriber {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var subs []*subscriber
+	for _, sess := range s.sessions {
+		if sess.sub != nil {
+			subs = append(subs, sess.sub)
+		}
+	}
+	for c := range s.clients {
+		if c.sub != nil {
+			subs = append(subs, c.sub)
+		}
+	}
+	return subs
 }
 
 // viewerFeedback passes a camera viewer's bandwidth share to the daemon's rate control, as
@@ -79,15 +181,8 @@ type LayerStatus struct {
 
 // Rooms reports every room, its participants and their tracks.
 func (s *Server) Rooms() []RoomStatus {
-	s.mu.Lock()
-	rooms := make([]*sfu.Room, 0, len(s.rooms))
-	for _, r := range s.rooms {
-		rooms = append(rooms, r)
-	}
-	s.mu.Unlock()
-	slices.SortFunc(rooms, func(a, b *sfu.Room) int { return compare(a.Name, b.Name) })
 	out := []RoomStatus{}
-	for _, r := range rooms {
+	for _, r := range s.roomList() {
 		rs := RoomStatus{Name: r.Name, Participants: []ParticipantStatus{}, Speakers: []string{}}
 		for _, sp := range r.Speakers() {
 			rs.Speakers = append(rs.Speakers, sp.ParticipantID)
@@ -108,100 +203,8 @@ func (s *Server) Rooms() []RoomStatus {
 	return out
 }
 
-func compare(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
-}
-
 func (s *Server) handleRooms(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	_ = json.NewEncoder(w).Encode(s.Rooms())
-}
-
-// handleMetrics writes the Prometheus text format.
-func (s *Server) handleMetrics(w http.ResponseWriter, _ *http.Request) {
-	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-	rooms := s.Rooms()
-	participants, tracks, subscribers := 0, 0, 0
-	var layerLines []string
-	for _, r := range rooms {
-		participants += len(r.Participants)
-		for _, p := range r.Participants {
-			tracks += len(p.Tracks)
-			for _, t := range p.Tracks {
-				subscribers += t.Subscribers
-				for _, l := range t.Layers {
-					layerLines = append(layerLines, fmt.Sprintf("edge_layer_bitrate_bps{room=%q,participant=%q,track=%q,quality=%q} %d",
-						r.Name, p.ID, t.ID, l.Quality, l.BitrateKbps*1000))
-				}
-			}
-		}
-	}
-	m := &s.metrics
-	fmt.Fprintf(w, "# HELP edge_rooms Rooms open.\n# TYPE edge_rooms gauge\nedge_rooms %d\n", len(rooms))
-	fmt.Fprintf(w, "# HELP edge_participants Participants in all rooms.\n# TYPE edge_participants gauge\nedge_participants %d\n", participants)
-	fmt.Fprintf(w, "# HELP edge_tracks Published tracks.\n# TYPE edge_tracks gauge\nedge_tracks %d\n", tracks)
-	fmt.Fprintf(w, "# HELP edge_subscriptions Down tracks receiving a track.\n# TYPE edge_subscriptions gauge\nedge_subscriptions %d\n", subscribers)
-	fmt.Fprintf(w, "# HELP edge_viewers WHEP viewers and meeting participants receiving media.\n# TYPE edge_viewers gauge\nedge_viewers %d\n", s.Viewers())
-	fmt.Fprintf(w, "# HELP edge_layer_bitrate_bps Incoming bitrate of each published layer.\n# TYPE edge_layer_bitrate_bps gauge\n")
-	for _, l := range layerLines {
-		fmt.Fprintln(w, l)
-	}
-	for _, c := range []struct {
-		name, help string
-		v          *atomic.Uint64
-	}{
-		{"edge_joins_total", "Room protocol joins.", &m.joins},
-		{"edge_whip_sessions_total", "WHIP sessions started.", &m.whipSessions},
-		{"edge_whep_sessions_total", "WHEP sessions started.", &m.whepSessions},
-		{"edge_tracks_published_total", "Incoming RTP streams (layers) published.", &m.tracksPublished},
-		{"edge_layer_switches_total", "Layer changes of subscribers.", &m.layerSwitches},
-		{"edge_plis_sent_total", "Keyframe requests sent to publishers.", &m.plis},
-		{"edge_received_bytes_total", "RTP bytes received from publishers.", &m.bytesIn},
-		{"edge_rtcp_packets_received_total", "RTCP packets received from subscribers.", &m.rtcpIn},
-		{"edge_malformed_packets_total", "Incoming RTP and RTCP packets that did not parse.", &m.malformed},
-		{"edge_bad_messages_total", "Room protocol messages refused.", &m.badMessages},
-		{"edge_auth_failures_total", "Requests refused for their token.", &m.authFailures},
-	} {
-		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s counter\n%s %d\n", c.name, c.help, c.name, c.name, c.v.Load())
-	}
-	nacks, resent, sent, bytes := uint64(0), uint64(0), uint64(0), uint64(0)
-	s.mu.Lock()
-	var subs []*subscriber
-	for _, sess := range s.sessions {
-		if sess.sub != nil {
-			subs = append(subs, sess.sub)
-		}
-	}
-	for c := range s.clients {
-		if c.sub != nil {
-			subs = append(subs, c.sub)
-		}
-	}
-	s.mu.Unlock()
-	for _, sub := range subs {
-		for _, d := range sub.all() {
-			nacks += d.Nacks.Load()
-			resent += d.Retransmits.Load()
-			sent += d.PacketsSent.Load()
-			bytes += d.BytesSent.Load()
-		}
-	}
-	fmt.Fprintf(w, "# HELP edge_sent_packets Packets sent to current subscribers.\n# TYPE edge_sent_packets gauge\nedge_sent_packets %d\n", sent)
-	fmt.Fprintf(w, "# HELP edge_sent_bytes Bytes sent to current subscribers.\n# TYPE edge_sent_bytes gauge\nedge_sent_bytes %d\n", bytes)
-	fmt.Fprintf(w, "# HELP edge_nacks Packets current subscribers NACKed.\n# TYPE edge_nacks gauge\nedge_nacks %d\n", nacks)
-	fmt.Fprintf(w, "# HELP edge_retransmits NACKed packets resent from the cache.\n# TYPE edge_retransmits gauge\nedge_retransmits %d\n", resent)
-	if s.cfg.TURNStats != nil {
-		st := s.cfg.TURNStats()
-		fmt.Fprintf(w, "# HELP edge_turn_allocations TURN allocations open now.\n# TYPE edge_turn_allocations gauge\nedge_turn_allocations %d\n", st.AllocationsActive)
-		fmt.Fprintf(w, "# HELP edge_turn_allocations_total TURN allocations created.\n# TYPE edge_turn_allocations_total counter\nedge_turn_allocations_total %d\n", st.AllocationsTotal)
-		fmt.Fprintf(w, "# HELP edge_turn_auth_failures_total TURN requests with bad or expired credentials.\n# TYPE edge_turn_auth_failures_total counter\nedge_turn_auth_failures_total %d\n", st.AuthFailures)
-		fmt.Fprintf(w, "# HELP edge_turn_relayed_bytes_total Bytes relayed by TURN.\n# TYPE edge_turn_relayed_bytes_total counter\nedge_turn_relayed_bytes_total %d\n", st.BytesToPeers+st.BytesFromPeers)
-	}
 }

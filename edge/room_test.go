@@ -226,7 +226,7 @@ func TestEndpointsRequireTokens(t *testing.T) {
 		}
 	}
 	_, h := request(t, http.MethodGet, ts.url+"/metrics", testToken, "", "")
-	for _, name := range []string{"edge_rooms 1", "edge_participants 1", "edge_layer_bitrate_bps{room=\"main\",participant=\"camera\""} {
+	for _, name := range []string{"edge_participants{room=\"main\"} 1", "process_resident_memory_bytes", "go_goroutines", "edge_layer_bitrate_bps{room=\"main\",participant=\"camera\""} {
 		if !strings.Contains(h.Get("X-Test-Body"), name) {
 			t.Errorf("/metrics lacks %q", name)
 		}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/edgeflux/edge/edge/sfu"
 	"github.com/edgeflux/edge/edge/turn"
+	"github.com/edgeflux/edge/internal/metrics"
 	"github.com/edgeflux/edge/internal/token"
 )
 
@@ -85,6 +86,7 @@ type Server struct {
 	closeErr error
 	closed   sync.Once
 	metrics  counters
+	registry *metrics.Registry
 
 	mu       sync.Mutex
 	rooms    map[string]*sfu.Room
@@ -133,6 +135,7 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		cfg: cfg, log: log, apis: a, index: index, closing: make(chan struct{}),
 		rooms: map[string]*sfu.Room{}, sessions: map[string]*session{}, clients: map[*rtcClient]struct{}{},
 	}
+	s.registerMetrics()
 	s.routes()
 	return s, nil
 }
@@ -146,7 +149,7 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("GET /api/rooms", s.admin(s.handleRooms))
 	s.mux.HandleFunc("POST /api/privacy", s.admin(s.handleSwitch("on", s.cfg.SetPrivacy)))
 	s.mux.HandleFunc("POST /api/call", s.admin(s.handleSwitch("joined", s.cfg.SetInCall)))
-	s.mux.HandleFunc("GET /metrics", s.admin(s.handleMetrics))
+	s.mux.HandleFunc("GET /metrics", s.admin(s.registry.Handler().ServeHTTP))
 	s.mux.HandleFunc("GET /rtc", s.handleRTC)
 	s.mux.HandleFunc("POST /whip/{room}", s.handleWHIPOffer)
 	s.mux.HandleFunc("POST /whep/{room}/{participant}", s.handleWHEPOffer)
