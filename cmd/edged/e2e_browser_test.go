@@ -56,11 +56,11 @@ type inboundVideo struct {
 	FrameHeight   int `json:"frameHeight"`
 }
 
+// readInboundVideo reads the appliance camera's video as the meeting page receives it.
 const readInboundVideo = `(async () => {
-	const pc = window.edge && window.edge.pc;
-	if (!pc) return JSON.stringify({});
-	let v = {};
-	(await pc.getStats()).forEach(r => { if (r.type === 'inbound-rtp' && r.kind === 'video') v = r; });
+	const e = window.edge;
+	if (!e || !e.stats) return JSON.stringify({});
+	const v = (await e.stats()).find(s => s.participant === 'camera' && s.kind === 'video') || {};
 	return JSON.stringify({framesDecoded: v.framesDecoded || 0, frameWidth: v.frameWidth || 0, frameHeight: v.frameHeight || 0});
 })()`
 
@@ -131,7 +131,8 @@ func TestE2EBrowserSaysWhenTokenIsWrong(t *testing.T) {
 	}
 }
 
-// TestE2EBrowserSaysWhenStreamIsDown: a camera that is not there makes the page say so.
+// TestE2EBrowserSaysWhenStreamIsDown: a camera that is not there makes the page say so: the
+// page (with an admin token, as on the appliance's own screen) reads /api/status.
 func TestE2EBrowserSaysWhenStreamIsDown(t *testing.T) {
 	d := startDaemon(t, "EDGED_CAMERA_DEVICE=/dev/video-missing")
 	ctx := browser(t)
@@ -139,15 +140,17 @@ func TestE2EBrowserSaysWhenStreamIsDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	type page struct {
-		State  string `json:"state"`
+		Camera string `json:"camera"`
 		Banner string `json:"banner"`
+		Notice string `json:"notice"`
 	}
-	const read = `JSON.stringify({state: window.edge && window.edge.state,
-		banner: (document.querySelector('#banner') || {}).textContent || ''})`
-	p := waitFor(t, ctx, read, 20*time.Second, func(p page) bool { return p.State == "down" })
+	const read = `JSON.stringify({camera: window.edge && window.edge.camera.state,
+		banner: (document.querySelector('#banner') || {}).textContent || '',
+		notice: (document.querySelector('[data-participant="camera"] .notice') || {}).textContent || ''})`
+	p := waitFor(t, ctx, read, 20*time.Second, func(p page) bool { return p.Camera == "down" })
 	screenshot(t, ctx, "down")
-	t.Logf("banner: %q", p.Banner)
-	if p.Banner == "" {
-		t.Error("stream down, but the page shows no banner")
+	t.Logf("banner: %q; camera tile: %q", p.Banner, p.Notice)
+	if p.Banner == "" || p.Notice == "" {
+		t.Error("stream down, but the page shows no banner or no notice on the camera's tile")
 	}
 }

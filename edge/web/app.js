@@ -1,50 +1,60 @@
-// edged viewer: plays the appliance camera over WebRTC/WHEP (one recvonly video transceiver,
-// full offer after ICE gathering, no trickle), shows live stats, and reconnects by itself.
-'use strict';
+// edged meeting page: joins the room with a token, shows a tile per participant (the
+// appliance camera among them), publishes this browser's camera and microphone when the
+// token allows it, and renders whatever the room client (room.js) reports.
+//
+// URL: #token=… (kept in localStorage, then removed from the address bar); ?name=Alice;
+// ?video=640x360@15 (capture size and rate); ?publish=0 (view only).
 
-const WHEP_URL = '/whep/camera';
-const STATUS_URL = '/api/status';
+import { Room } from './room.js';
+
 const TOKEN_KEY = 'edge-token';
-const ICE_GATHER_MS = 2000;   // LAN host candidates come in milliseconds; don't hang on a dead NIC
-const STALL_MS = 5000;        // disconnected, or no new frame, for this long => start over
-const CONNECT_MS = 10000;     // answer received but ICE never connects => start over
-const RETRY_MIN_MS = 1000;
-const RETRY_MAX_MS = 10000;
-const STATUS_EVERY_MS = 5000; // the board is small: poll its status less often than our stats
+const STATUS_EVERY_MS = 5000;
+const STATS_EVERY_MS = 1000;
+const TOAST_MS = 4000;
 const TOKEN_HELP = "it is printed in edged's log (or set auth.token in the config)";
+const QUALITY_NAMES = { low: 'low', medium: 'medium', high: 'high' };
 
 const $ = (id) => document.getElementById(id);
 const ui = {
-  video: $('video'), state: $('state'), banner: $('banner'),
+  state: $('state'), roomName: $('room-name'), viewOnly: $('view-only'),
+  banner: $('banner'), bannerText: $('banner-text'), rejoin: $('rejoin'),
+  grid: $('grid'), template: $('tile-template'), toast: $('toast'),
   form: $('token-form'), input: $('token-input'), message: $('token-message'),
-  resolution: $('stat-resolution'), fps: $('stat-fps'), bitrate: $('stat-bitrate'),
-  rtt: $('stat-rtt'), frames: $('stat-frames'), lost: $('stat-lost'), source: $('stat-source'),
+  mic: $('mic'), cam: $('cam'), sound: $('sound'), leave: $('leave'),
 };
+const params = new URLSearchParams(location.search);
+
+let room = null;
+let token = '';
+let localError = '';     // why we do not publish although the token allows it
+let transient = null;    // {text, until}: a server error shown for a while
+let toastTimer = 0;
+const tiles = new Map(); // participant id -> tile
+let soundBlocked = false;
 
 // Kept current for automated tests (and for poking at from the console).
-const edge = { pc: null, state: 'connecting', lastStats: null, error: '' };
+const edge = {
+  state: 'connecting',
+  participantId: '',
+  participants: {},    // id -> {name, tracks: [{id, kind, source, muted}]}, not us
+  speakers: [],        // ids speaking now, loudest first
+  spoken: {},          // id -> the highest level it ever spoke at
+  errors: [],
+  error: '',
+  camera: { state: 'unknown', error: '' },
+  viewOnly: '',
+  stats: () => (room ? room.stats() : Promise.resolve([])),
+  publishStats: () => (room ? room.publishStats() : Promise.resolve([])),
+  setQuality: (trackId, q) => room && room.setQuality(trackId, q),
+  setMuted: (source, muted) => room && room.setMuted(source, muted),
+  leave: () => room && room.leave(),
+};
+Object.defineProperties(edge, {
+  pub: { get: () => (room ? room.pub : null), enumerable: true },
+  sub: { get: () => (room ? room.sub : null), enumerable: true },
+  room: { get: () => room },
+});
 window.edge = edge;
-
-let token = '';
-let session = '';       // absolute Location of the current WHEP session, for DELETE
-let generation = 0;     // bumped on every (re)start, so stale async steps give up
-let attempt = 0;        // consecutive failures, drives the backoff
-let retryTimer = 0;
-let prev = null;        // previous inbound-rtp sample, for per-second deltas
-let lastFrames = null;  // framesDecoded at lastFrameAt
-let lastFrameAt = 0;
-let badSince = 0;       // when the connection went 'disconnected'
-let answeredAt = 0;     // when the SDP answer was applied, until the connection is up
-let lastStatusAt = 0;
-
-class StreamError extends Error {
-  // state: what the badge should say; retryAfter: seconds the server asked us to wait.
-  constructor(message, { state = 'down', retryAfter = 0 } = {}) {
-    super(message);
-    this.state = state;
-    this.retryAfter = retryAfter;
-  }
-}
 
 // ---- token -------------------------------------------------------------------------------
 
@@ -69,298 +79,345 @@ function loadToken() { try { return localStorage.getItem(TOKEN_KEY) || ''; } cat
 function forgetToken() { try { localStorage.removeItem(TOKEN_KEY); } catch { /* ignore */ } }
 
 function askForToken(rejected) {
-  generation++;
-  clearTimeout(retryTimer);
-  teardown();
-  setState('unauthorized');
-  showBanner('');
+  const old = room;
+  room = null;
+  if (old) old.stop();
   if (rejected) forgetToken(); // so a later visit falls back to the server's meta tag, if any
-  else edge.error = 'access token required';
+  edge.error = rejected ? 'access token rejected' : 'access token required';
   ui.message.textContent = rejected
     ? `The access token was rejected — ${TOKEN_HELP}`
     : `Access token required — ${TOKEN_HELP}`;
   ui.form.hidden = false;
   ui.input.value = '';
   ui.input.focus();
+  setState('unauthorized');
+  render();
 }
 
-// ---- UI state ----------------------------------------------------------------------------
+// ---- local media -------------------------------------------------------------------------
 
-const LABELS = {
-  connecting: 'connecting', live: 'live', reconnecting: 'reconnecting',
-  down: 'stream down', unauthorized: 'unauthorized',
-};
+// ?video=640x360@15 -> capture constraints; default 1280x720 at 30 fps.
+function videoConstraints() {
+  const m = /^(\d+)x(\d+)(?:@(\d+))?$/.exec(params.get('video') || '');
+  const [w, h, fps] = m ? [+m[1], +m[2], +(m[3] || 30)] : [1280, 720, 30];
+  return { width: { ideal: w }, height: { ideal: h }, frameRate: { ideal: fps } };
+}
+
+// Camera and microphone, or whichever of them works; null when neither does.
+async function openMedia() {
+  if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
+    throw new Error('this page needs https (or localhost) for camera and microphone');
+  }
+  const audio = { echoCancellation: true, noiseSuppression: true, autoGainControl: true };
+  const video = videoConstraints();
+  let first;
+  for (const c of [{ audio, video }, { audio }, { video }]) {
+    try {
+      return await navigator.mediaDevices.getUserMedia(c);
+    } catch (err) {
+      first = first || err;
+      if (err.name === 'NotAllowedError') break; // refused: asking again would nag
+    }
+  }
+  throw first;
+}
+
+async function startMedia(r) {
+  if (params.get('publish') === '0') { localError = 'view only (?publish=0)'; return; }
+  if (!r.canPublish) return;
+  try {
+    const stream = await openMedia();
+    if (r !== room) { stream.getTracks().forEach((t) => t.stop()); return; }
+    localError = '';
+    r.setLocalStream(stream);
+  } catch (err) {
+    localError = `no camera or microphone (${err.name || 'error'}: ${err.message})`;
+    render();
+  }
+}
+
+// ---- the room ----------------------------------------------------------------------------
+
+function join() {
+  const old = room;
+  room = null;
+  if (old) old.stop();
+  ui.form.hidden = true;
+  const url = `${location.protocol === 'https:' ? 'wss:' : 'ws:'}//${location.host}/rtc`;
+  const r = new Room({ url, token, name: params.get('name') || '' });
+  room = r;
+  edge.errors = r.errors;
+  edge.spoken = {};
+  r.addEventListener('change', (ev) => { if (r === room) onChange(ev.detail); });
+  r.connect();
+  startMedia(r);
+  render();
+}
+
+function onChange(d) {
+  switch (d.what) {
+    case 'error':
+      edge.error = d.message;
+      if (room.state === 'joined') transient = { text: errorText(d), until: Date.now() + 8000 };
+      break;
+    case 'joined':
+      toast(`${d.name} joined`);
+      break;
+    case 'left':
+      toast(`${d.name} left`);
+      break;
+    case 'state':
+      if (room.state === 'unauthorized') return askForToken(true);
+      if (room.state === 'joined') { transient = null; edge.error = ''; statusTick(); }
+      break;
+    case 'speakers':
+      for (const s of room.speakers) edge.spoken[s.participant_id] = Math.max(edge.spoken[s.participant_id] || 0, s.level);
+      break;
+  }
+  render();
+}
+
+function errorText(e) {
+  return e.code ? `${e.message} (${e.code})` : e.message;
+}
+
+// ---- rendering ---------------------------------------------------------------------------
+
+// The page's state (edge.state) from the room client's.
+const PAGE_STATES = { idle: 'connecting', connecting: 'connecting', joined: 'live', reconnecting: 'reconnecting', unauthorized: 'unauthorized', left: 'left' };
 
 function setState(state) {
   edge.state = state;
   ui.state.dataset.state = state;
-  ui.state.textContent = LABELS[state];
+  ui.state.textContent = state;
   document.body.dataset.state = state;
 }
 
-function showBanner(text) {
-  ui.banner.textContent = text;
+function bannerText() {
+  if (!room) return '';
+  if (room.state === 'left') {
+    if (room.fatal) return `Could not join: ${room.fatal}`;
+    const why = {
+      replaced: 'This meeting was opened in another tab or device with the same identity.',
+      removed: 'An operator removed you from the room.',
+      left: 'You left the meeting.',
+    };
+    return why[room.leftReason] || `The meeting ended (${room.leftReason || 'closed'}).`;
+  }
+  if (room.state === 'reconnecting') {
+    const last = room.errors[room.errors.length - 1];
+    const secs = Math.max(0, Math.round(((room.retryAt || 0) - Date.now()) / 1000));
+    return `${last ? errorText(last) : 'Connection lost'} — reconnecting${secs ? ` in ${secs} s` : ''}`;
+  }
+  const cam = edge.camera;
+  if (cam.state === 'down') return `The room camera is down: ${cam.error || 'no picture'}`;
+  if (transient && transient.until > Date.now()) return transient.text;
+  return '';
+}
+
+function render() {
+  const state = room ? PAGE_STATES[room.state] || room.state : edge.state;
+  if (state !== edge.state) setState(state);
+  const text = bannerText();
+  ui.bannerText.textContent = text;
   ui.banner.hidden = !text;
-}
+  ui.rejoin.hidden = !(room && room.state === 'left' && !room.fatal);
+  ui.roomName.textContent = room && room.roomName ? `room ${room.roomName}` : '';
 
-// ---- HTTP --------------------------------------------------------------------------------
-
-const auth = () => ({ Authorization: `Bearer ${token}` });
-
-// fetch with a deadline, so a hung appliance cannot stall the reconnect loop.
-function request(url, options = {}, ms = 8000) {
-  const ctl = new AbortController();
-  const timer = setTimeout(() => ctl.abort(), ms);
-  return fetch(url, { cache: 'no-store', ...options, signal: ctl.signal })
-    .finally(() => clearTimeout(timer));
-}
-
-function deleteSession(url) {
-  // keepalive lets the DELETE outlive the page on unload; it frees the server's slot now
-  // instead of after its ICE timeout.
-  return request(url, { method: 'DELETE', headers: auth(), keepalive: true }, 2000).catch(() => {});
-}
-
-// The server's plain-text reason, without its own "stream is down:" (the banner adds it).
-async function reasonOf(res) {
-  const type = res.headers.get('Content-Type') || '';
-  const text = !type || type.startsWith('text/plain') ? (await res.text().catch(() => '')).trim() : '';
-  const reason = text.replace(/^stream is down:\s*/i, '') || `HTTP ${res.status} ${res.statusText}`.trim();
-  return reason.slice(0, 300);
-}
-
-async function fetchStatus() {
-  if (!token) return null;
-  lastStatusAt = Date.now();
-  try {
-    const res = await request(STATUS_URL, { headers: auth() }, 4000);
-    if (res.status === 401) return { unauthorized: true };
-    return res.ok ? await res.json() : null;
-  } catch {
-    return null; // status is a nicety: never fail the stream because of it
-  }
-}
-
-// ---- WHEP session ------------------------------------------------------------------------
-
-// Offer H.264 only (packetization-mode=1 first): a small offer, and the codec the board sends.
-function preferH264(transceiver) {
-  if (!transceiver.setCodecPreferences || !window.RTCRtpReceiver || !RTCRtpReceiver.getCapabilities) return;
-  const caps = RTCRtpReceiver.getCapabilities('video');
-  const h264 = (caps ? caps.codecs : []).filter((c) => c.mimeType.toLowerCase() === 'video/h264');
-  if (!h264.length) return;
-  const rank = (c) => (/packetization-mode=1/.test(c.sdpFmtpLine || '') ? 0 : 1);
-  h264.sort((a, b) => rank(a) - rank(b));
-  try { transceiver.setCodecPreferences(h264); } catch { /* keep the browser's default list */ }
-}
-
-// Resolves when gathering is complete, or after ms: a full offer without waiting forever.
-function iceGathered(pc, ms) {
-  if (pc.iceGatheringState === 'complete') return Promise.resolve();
-  return new Promise((resolve) => {
-    const done = () => { clearTimeout(timer); pc.removeEventListener('icegatheringstatechange', check); resolve(); };
-    const check = () => { if (pc.iceGatheringState === 'complete') done(); };
-    const timer = setTimeout(done, ms);
-    pc.addEventListener('icegatheringstatechange', check);
-  });
-}
-
-async function connect() {
-  const gen = ++generation;
-  clearTimeout(retryTimer);
-  await teardown(); // DELETE the old session before asking for a new one
-  if (gen !== generation) return;
-  if (!token) return askForToken(false);
-  ui.form.hidden = true;
-  // Keep 'down'/'reconnecting' (and their banner) through retries; otherwise we are starting.
-  if (edge.state === 'live' || edge.state === 'unauthorized') setState('connecting');
-  try {
-    const pc = new RTCPeerConnection({ iceServers: [] }); // LAN: host candidates are enough
-    edge.pc = pc;
-    preferH264(pc.addTransceiver('video', { direction: 'recvonly' }));
-    pc.ontrack = attach;
-    // Older Firefox has no connectionState; listening to both is harmless.
-    pc.onconnectionstatechange = pc.oniceconnectionstatechange = () => onConnectionState(pc);
-    await pc.setLocalDescription(await pc.createOffer());
-    await iceGathered(pc, ICE_GATHER_MS);
-    if (gen !== generation) return;
-
-    const res = await request(WHEP_URL, {
-      method: 'POST',
-      headers: { ...auth(), 'Content-Type': 'application/sdp' },
-      body: pc.localDescription.sdp,
-    }).catch(() => { throw new StreamError('edged is not reachable'); });
-    const where = res.headers.get('Location');
-    const url = where ? new URL(where, location.href).href : '';
-    if (gen !== generation) { if (res.status === 201 && url) deleteSession(url); return; }
-    if (res.status === 401) throw new StreamError(await reasonOf(res), { state: 'unauthorized' });
-    if (res.status !== 201) {
-      const retryAfter = Number(res.headers.get('Retry-After')) || 0;
-      throw new StreamError(await reasonOf(res), { retryAfter });
+  edge.participantId = room && room.self ? room.self.id : '';
+  edge.viewOnly = !room ? '' : room.viewOnly || localError || (room.canPublish ? '' : 'your token does not allow publishing');
+  ui.viewOnly.hidden = !(room && room.state === 'joined' && !room.localStream);
+  ui.viewOnly.title = edge.viewOnly;
+  edge.speakers = room ? room.speakers.map((s) => s.participant_id) : [];
+  const ps = {};
+  if (room) {
+    for (const p of room.participants.values()) {
+      ps[p.id] = { name: p.name, tracks: [...p.tracks.values()].map((t) => ({ id: t.id, kind: t.kind, source: t.source, muted: t.muted })) };
     }
-    session = url;
-    const sdp = await res.text();
-    if (gen !== generation) return;
-    await pc.setRemoteDescription({ type: 'answer', sdp });
-    answeredAt = Date.now();
-  } catch (err) {
-    if (gen === generation) fail(err);
   }
+  edge.participants = ps;
+
+  const publishing = !!(room && room.localStream);
+  setControl(ui.mic, publishing && room.localStream.getAudioTracks().length > 0, room && room.muted.microphone, 'Mute mic', 'Unmute mic');
+  setControl(ui.cam, publishing && room.localStream.getVideoTracks().length > 0, room && room.muted.camera, 'Stop camera', 'Start camera');
+  ui.sound.hidden = !soundBlocked;
+  ui.leave.disabled = !room || room.state === 'left';
+
+  renderTiles();
 }
 
-function attach(ev) {
-  // A WHEP answer may carry no msid, so there may be no stream to borrow.
-  const stream = ev.streams[0] || new MediaStream([ev.track]);
-  if (ui.video.srcObject !== stream) ui.video.srcObject = stream;
-  ui.video.play().catch(() => { /* muted autoplay may still be refused; a tap plays it */ });
+function setControl(button, enabled, muted, onText, offText) {
+  button.disabled = !enabled;
+  button.setAttribute('aria-pressed', String(!!muted));
+  button.querySelector('.text').textContent = muted ? offText : onText;
 }
 
-function onConnectionState(pc) {
-  if (pc !== edge.pc) return;
-  const s = pc.connectionState || pc.iceConnectionState;
-  if (s === 'connected' || s === 'completed') {
-    badSince = 0;
-    if (edge.state !== 'live') goLive();
-  } else if (s === 'disconnected') {
-    badSince = badSince || Date.now(); // often heals by itself (Wi-Fi roam); the tick decides
-  } else if (s === 'failed' || s === 'closed') {
-    restart(`connection ${s}`);
+// The tiles: us first, then the appliance camera, then everyone else by name.
+function renderTiles() {
+  const want = [];
+  if (room && room.self) want.push({ id: room.self.id, self: true, name: `${room.self.name} (you)` });
+  if (room) {
+    const others = [...room.participants.values()].sort((a, b) =>
+      (a.id === 'camera' ? -1 : b.id === 'camera' ? 1 : a.name.localeCompare(b.name)));
+    for (const p of others) want.push({ id: p.id, name: p.name, p });
   }
-}
-
-function goLive() {
-  attempt = 0;
-  answeredAt = 0;
-  lastFrames = null;
-  lastFrameAt = Date.now(); // the stall clock starts now
-  setState('live');
-  showBanner('');
-  checkStatus();
-}
-
-// Close the peer connection and end the server-side session; safe to call twice.
-function teardown() {
-  const pc = edge.pc;
-  const url = session;
-  edge.pc = null;
-  edge.lastStats = null;
-  session = '';
-  prev = null;
-  badSince = 0;
-  answeredAt = 0;
-  if (pc) {
-    pc.ontrack = pc.onconnectionstatechange = pc.oniceconnectionstatechange = null;
-    pc.close();
+  const ids = new Set(want.map((w) => w.id));
+  for (const [id, tile] of tiles) {
+    if (!ids.has(id)) { detach(tile); tile.el.remove(); tiles.delete(id); }
   }
-  if (ui.video.srcObject) ui.video.srcObject = null;
-  render(null);
-  return url ? deleteSession(url) : Promise.resolve();
-}
-
-// Drop a session that went bad; ask the server why first, so the banner can say so.
-async function restart(reason) {
-  if (!edge.pc) return;
-  const gen = ++generation;
-  clearTimeout(retryTimer);
-  await teardown();
-  const status = await fetchStatus();
-  if (gen !== generation) return;
-  if (status && status.unauthorized) return askForToken(true);
-  if (status && status.live === false) return fail(new StreamError(status.error || reason));
-  fail(new StreamError(reason, { state: 'reconnecting' }));
-}
-
-function fail(err) {
-  generation++;
-  edge.error = (err && err.message) || String(err);
-  teardown();
-  if (err.state === 'unauthorized') return askForToken(true);
-  setState(err.state || 'down');
-  const backoff = Math.min(RETRY_MIN_MS * 2 ** attempt, RETRY_MAX_MS);
-  const delay = Math.min(Math.max(backoff, (err.retryAfter || 0) * 1000), RETRY_MAX_MS);
-  attempt++;
-  showBanner(`Stream is down: ${edge.error} — retrying in ${Math.round(delay / 1000)} s`);
-  retryTimer = setTimeout(connect, delay);
-}
-
-async function checkStatus() {
-  const status = await fetchStatus();
-  if (!status || edge.state !== 'live') return;
-  if (status.unauthorized) return fail(new StreamError('access token rejected', { state: 'unauthorized' }));
-  const viewers = Number(status.viewers) || 0;
-  // Privacy mute sends black pictures: say why the picture is black.
-  ui.source.textContent = [status.privacy ? 'privacy mute on' : '', status.source, status.encoder,
-    `${viewers} viewer${viewers === 1 ? '' : 's'}`].filter(Boolean).join(' · ');
-  if (status.live === false) restart(status.error || 'stream is not live');
-}
-
-// ---- stats and watchdogs -----------------------------------------------------------------
-
-function summarize(report) {
-  let inbound = null;
-  let pairId = '';
-  const pairs = [];
-  report.forEach((s) => {
-    if (s.type === 'inbound-rtp' && (s.kind || s.mediaType) === 'video') inbound = s;
-    else if (s.type === 'transport' && s.selectedCandidatePairId) pairId = s.selectedCandidatePairId;
-    else if (s.type === 'candidate-pair') pairs.push(s);
+  const speaking = new Set(edge.speakers);
+  want.forEach((w, i) => {
+    let tile = tiles.get(w.id);
+    if (!tile) { tile = makeTile(w.id); tiles.set(w.id, tile); }
+    if (ui.grid.children[i] !== tile.el) ui.grid.insertBefore(tile.el, ui.grid.children[i] || null);
+    updateTile(tile, w, speaking.has(w.id));
   });
-  // Chromium and Safari name the pair on the transport; Firefox flags it `selected`.
-  const pair = pairs.find((p) => p.id === pairId) || pairs.find((p) => p.selected)
-    || pairs.find((p) => p.nominated && p.state === 'succeeded');
-  const out = { width: null, height: null, fps: null, kbps: null, rttMs: null, framesDecoded: null, packetsLost: null };
-  if (pair && pair.currentRoundTripTime != null) out.rttMs = Math.round(pair.currentRoundTripTime * 10000) / 10;
-  if (!inbound) return out;
-  out.width = inbound.frameWidth || ui.video.videoWidth || null;
-  out.height = inbound.frameHeight || ui.video.videoHeight || null;
-  out.framesDecoded = inbound.framesDecoded ?? null;
-  out.packetsLost = inbound.packetsLost ?? null;
-  const dt = prev ? (inbound.timestamp - prev.timestamp) / 1000 : 0;
-  if (dt > 0) {
-    out.kbps = Math.round(((inbound.bytesReceived - prev.bytesReceived) * 8) / dt / 1000);
-    out.fps = Math.round(((inbound.framesDecoded || 0) - prev.framesDecoded) / dt);
+  ui.grid.dataset.count = String(want.length);
+}
+
+function makeTile(id) {
+  const el = ui.template.content.firstElementChild.cloneNode(true);
+  const tile = {
+    id, el, video: el.querySelector('video'), avatar: el.querySelector('.avatar'), notice: el.querySelector('.notice'),
+    name: el.querySelector('.name'), micOff: el.querySelector('.mic-off'), camOff: el.querySelector('.cam-off'),
+    info: el.querySelector('.info'), quality: el.querySelector('.quality'),
+    videoTrack: null, audio: new Map(), videoId: '',
+  };
+  el.dataset.participant = id;
+  tile.quality.addEventListener('change', () => { if (room && tile.videoId) room.setQuality(tile.videoId, tile.quality.value); });
+  tile.video.addEventListener('click', () => tile.video.play().catch(() => {}));
+  return tile;
+}
+
+function detach(tile) {
+  tile.video.srcObject = null;
+  for (const a of tile.audio.values()) { a.srcObject = null; a.remove(); }
+  tile.audio.clear();
+}
+
+function updateTile(tile, w, speaking) {
+  const { el } = tile;
+  tile.name.textContent = w.name;
+  el.classList.toggle('self', !!w.self);
+  el.classList.toggle('speaking', speaking);
+  el.setAttribute('aria-label', `${w.name}${speaking ? ', speaking' : ''}`);
+  tile.avatar.textContent = (w.name.trim()[0] || '?').toUpperCase();
+
+  let videoTrack = null;
+  let camMuted = false;
+  let micMuted = false;
+  let videoInfo = null;
+  const audioTracks = new Map();
+  if (w.self) {
+    const s = room.localStream;
+    videoTrack = s ? s.getVideoTracks()[0] || null : null;
+    camMuted = room.muted.camera;
+    micMuted = room.muted.microphone && !!(s && s.getAudioTracks().length);
+    tile.notice.hidden = !edge.viewOnly;
+    tile.notice.textContent = edge.viewOnly ? `View only: ${edge.viewOnly}` : '';
+  } else {
+    for (const t of w.p.tracks.values()) {
+      const mst = room.remote.get(t.id);
+      if (t.kind === 'video' && (!videoInfo || t.source === 'camera')) { videoInfo = t; videoTrack = mst || null; camMuted = !!t.muted; }
+      if (t.kind === 'audio') { micMuted = micMuted || !!t.muted; if (mst) audioTracks.set(t.id, mst); }
+    }
+    const notice = w.id === 'camera' ? cameraNotice() : '';
+    tile.notice.hidden = !notice;
+    tile.notice.textContent = notice;
   }
-  if (inbound.framesPerSecond != null) out.fps = Math.round(inbound.framesPerSecond);
-  prev = { timestamp: inbound.timestamp, bytesReceived: inbound.bytesReceived || 0, framesDecoded: inbound.framesDecoded || 0 };
-  return out;
-}
 
-function render(s) {
-  const dash = '—';
-  const v = s || {};
-  ui.resolution.textContent = v.width && v.height ? `${v.width}×${v.height}` : dash;
-  ui.fps.textContent = v.fps != null ? `${v.fps} fps` : dash;
-  ui.bitrate.textContent = v.kbps == null ? dash
-    : v.kbps >= 1000 ? `${(v.kbps / 1000).toFixed(2)} Mbit/s` : `${v.kbps} kbit/s`;
-  ui.rtt.textContent = v.rttMs != null ? `${v.rttMs} ms` : dash;
-  ui.frames.textContent = v.framesDecoded != null ? String(v.framesDecoded) : dash;
-  ui.lost.textContent = v.packetsLost != null ? String(v.packetsLost) : dash;
-  if (!s) ui.source.textContent = dash;
-}
-
-function watchdog(s) {
-  const now = Date.now();
-  // A hidden tab may stop decoding on purpose: that is not a stall.
-  if (document.hidden || (s.framesDecoded != null && s.framesDecoded !== lastFrames)) {
-    lastFrames = s.framesDecoded;
-    lastFrameAt = now;
+  if (tile.videoTrack !== videoTrack) {
+    tile.videoTrack = videoTrack;
+    tile.video.srcObject = videoTrack ? new MediaStream([videoTrack]) : null;
+    if (videoTrack) tile.video.play().catch(() => { /* muted autoplay may still be refused; a tap plays it */ });
   }
-  if (badSince && now - badSince > STALL_MS) return restart('connection lost');
-  if (answeredAt && now - answeredAt > CONNECT_MS) return restart('could not connect to the appliance');
-  if (edge.state === 'live' && now - lastFrameAt > STALL_MS) return restart('no video for 5 s');
-  if (edge.state === 'live' && now - lastStatusAt >= STATUS_EVERY_MS) checkStatus();
+  el.classList.toggle('no-video', !videoTrack || camMuted);
+  tile.micOff.hidden = !micMuted;
+  tile.camOff.hidden = !camMuted || !videoTrack;
+
+  // Remote audio plays in its own element; the video elements stay muted, so autoplay works.
+  for (const [id, a] of tile.audio) {
+    if (audioTracks.get(id) !== a.track) { a.srcObject = null; a.remove(); tile.audio.delete(id); }
+  }
+  for (const [id, mst] of audioTracks) {
+    if (tile.audio.has(id)) continue;
+    const a = document.createElement('audio');
+    a.autoplay = true;
+    a.track = mst;
+    a.srcObject = new MediaStream([mst]);
+    el.append(a);
+    tile.audio.set(id, a);
+    a.play().catch(() => { soundBlocked = true; ui.sound.hidden = false; });
+  }
+
+  tile.videoId = videoInfo ? videoInfo.id : '';
+  const layered = videoInfo && (videoInfo.layers || []).length > 1;
+  tile.quality.hidden = !layered;
+  tile.quality.setAttribute('aria-label', `Video quality for ${w.name}`);
+  if (layered) tile.quality.value = room.quality.get(videoInfo.id) || 'auto';
+  if (w.self) tile.info.textContent = selfInfo();
 }
 
-async function tick() {
-  const pc = edge.pc;
-  if (!pc) return;
-  let report;
-  try { report = await pc.getStats(); } catch { return; }
-  if (pc !== edge.pc) return; // torn down while we waited
-  const stats = summarize(report);
-  edge.lastStats = stats;
-  render(stats);
-  watchdog(stats);
+function cameraNotice() {
+  const c = edge.camera;
+  if (c.state === 'down') return `Camera down: ${c.error || 'no picture'}`;
+  if (c.privacy) return 'Privacy mode: the camera is covered';
+  if (c.inCall === false) return 'The appliance left the call';
+  return '';
+}
+
+function selfInfo() {
+  if (!room.localStream) return '';
+  const v = room.localStream.getVideoTracks()[0];
+  const s = v ? v.getSettings() : {};
+  const layers = room.activeLayers ? ` · sending ${room.activeLayers.join(' ') || 'no layer'}` : '';
+  return s.width ? `${s.width}×${s.height}${layers}` : '';
+}
+
+function toast(text) {
+  ui.toast.textContent = text;
+  ui.toast.hidden = false;
+  clearTimeout(toastTimer);
+  toastTimer = setTimeout(() => { ui.toast.hidden = true; }, TOAST_MS);
+}
+
+// ---- periodic work -----------------------------------------------------------------------
+
+// Per-tile resolution and frame rate, from the subscribe connection's stats.
+async function statsTick() {
+  if (!room || !room.sub) return;
+  let stats;
+  try { stats = await room.stats(); } catch { return; }
+  for (const s of stats) {
+    if (s.kind !== 'video') continue;
+    const tile = tiles.get(s.participant);
+    if (!tile || tile.videoId !== s.track) continue;
+    const layer = room.layers.get(s.track);
+    const parts = [];
+    if (s.frameWidth) parts.push(`${s.frameWidth}×${s.frameHeight}`);
+    if (s.framesPerSecond) parts.push(`${Math.round(s.framesPerSecond)} fps`);
+    if (layer && QUALITY_NAMES[layer.quality]) parts.push(layer.quality);
+    tile.info.textContent = parts.join(' · ');
+  }
+}
+
+// The appliance camera's own status, for tokens that may read it (the appliance's screen and
+// operators): a camera that is down says why instead of showing a black tile.
+async function statusTick() {
+  if (!room || !room.isAdmin || room.state !== 'joined') return;
+  try {
+    const ctl = new AbortController();
+    const timer = setTimeout(() => ctl.abort(), 4000);
+    const res = await fetch('/api/status', { headers: { Authorization: `Bearer ${token}` }, cache: 'no-store', signal: ctl.signal });
+    clearTimeout(timer);
+    if (!res.ok) return;
+    const st = await res.json();
+    edge.camera = {
+      state: st.live ? 'live' : st.starting ? 'starting' : 'down', error: st.error || '',
+      privacy: !!st.privacy, inCall: st.in_call !== false, source: st.source, encoder: st.encoder,
+    };
+    render();
+  } catch { /* status is a nicety: never fail the meeting because of it */ }
 }
 
 // ---- wiring ------------------------------------------------------------------------------
@@ -371,36 +428,44 @@ ui.form.addEventListener('submit', (ev) => {
   if (!value) return;
   token = value;
   storeToken(value);
-  attempt = 0;
-  setState('connecting');
-  connect();
+  join();
+});
+
+ui.mic.addEventListener('click', () => room && room.setMuted('microphone', !room.muted.microphone));
+ui.cam.addEventListener('click', () => room && room.setMuted('camera', !room.muted.camera));
+ui.leave.addEventListener('click', () => { if (room) { room.leave(); render(); } });
+ui.rejoin.addEventListener('click', () => join());
+ui.sound.addEventListener('click', () => {
+  soundBlocked = false;
+  for (const tile of tiles.values()) for (const a of tile.audio.values()) a.play().catch(() => { soundBlocked = true; });
+  render();
 });
 
 // A new #token=… pasted into the address bar takes effect without a reload.
 addEventListener('hashchange', () => {
   if (!new URLSearchParams(location.hash.slice(1)).has('token')) return;
   token = readToken();
-  attempt = 0;
-  connect();
+  join();
 });
 
-addEventListener('pagehide', () => { generation++; clearTimeout(retryTimer); teardown(); });
+addEventListener('pagehide', () => { if (room) room.stop(); });
 // Back/forward cache restores a page whose session we already ended.
-addEventListener('pageshow', (ev) => { if (ev.persisted && token) connect(); });
-
-ui.video.addEventListener('click', () => { ui.video.play().catch(() => {}); });
+addEventListener('pageshow', (ev) => { if (ev.persisted && token) join(); });
 
 function start() {
-  if (!window.RTCPeerConnection) {
-    setState('down');
+  if (!window.RTCPeerConnection || !window.WebSocket) {
+    setState('left');
     edge.error = 'this browser does not support WebRTC';
-    showBanner(`Stream is down: ${edge.error}`);
+    ui.bannerText.textContent = `Cannot join: ${edge.error}`;
+    ui.banner.hidden = false;
     return;
   }
-  setInterval(tick, 1000);
+  setInterval(statsTick, STATS_EVERY_MS);
+  setInterval(statusTick, STATUS_EVERY_MS);
+  setInterval(render, 1000); // countdowns and expiring notices
   token = readToken();
   if (!token) return askForToken(false);
-  connect();
+  join();
 }
 
 start();
