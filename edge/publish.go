@@ -109,10 +109,10 @@ func (pub *publisher) read(remote *webrtc.TrackRemote, layer *sfu.Layer) {
 		}
 		payload, paddingOnly := pkt.Payload, false
 		if len(payload) == 0 {
-			if pkt.PaddingSize == 0 {
+			if pkt.Header.PaddingSize == 0 {
 				continue
 			}
-			payload, paddingOnly = buf[n-int(pkt.PaddingSize):n], true
+			payload, paddingOnly = buf[n-int(pkt.Header.PaddingSize):n], true
 		}
 		if levelID != 0 {
 			if ext := pkt.GetExtension(uint8(levelID)); len(ext) > 0 {
