@@ -8,7 +8,7 @@
 // payload is the base64 of a JSON Payload (device, version, issued_at, config); signature is
 // Ed25519 over "edge-bundle/1\n" followed by the decoded payload bytes, so a signature can never
 // be replayed as something else. key_id is the first 8 bytes of SHA-256 of the public key, in
-// hex, and only helps an operator tell keys apart: verification never trusts it.
+// hex: it must name the fleet key, but only the signature proves anything.
 package bundle
 
 import (
@@ -124,11 +124,16 @@ func Parse(data []byte) (*Bundle, error) {
 	if err := strictUnmarshal(data, &env); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
-	if env.Format != Format {
-		return nil, fmt.Errorf("%w: format %q, want %q", ErrMalformed, env.Format, Format)
-	}
 	if env.Signature == "" {
 		return nil, ErrUnsigned
+	}
+	// Only the canonical encoding (what Sign writes, optionally with a final newline) is
+	// accepted, so that no byte of a bundle, signed or not, can change unnoticed.
+	if canon, err := json.Marshal(env); err != nil || !bytes.Equal(canon, bytes.TrimSuffix(data, []byte("\n"))) {
+		return nil, fmt.Errorf("%w: not in canonical form", ErrMalformed)
+	}
+	if env.Format != Format {
+		return nil, fmt.Errorf("%w: format %q, want %q", ErrMalformed, env.Format, Format)
 	}
 	raw, err := base64.StdEncoding.Strict().DecodeString(env.Payload)
 	if err != nil {
@@ -161,6 +166,9 @@ func Verify(data []byte, pub ed25519.PublicKey, device string, applied uint64) (
 	}
 	if len(pub) != ed25519.PublicKeySize {
 		return nil, fmt.Errorf("%w: no valid fleet key to check it with", ErrBadSignature)
+	}
+	if b.KeyID != KeyID(pub) {
+		return nil, fmt.Errorf("%w: it names key %q, the fleet key is %s", ErrBadSignature, b.KeyID, KeyID(pub))
 	}
 	if !ed25519.Verify(pub, signedMessage(b.raw), b.signature) {
 		return nil, fmt.Errorf("%w (bundle key_id %q, fleet key %s)", ErrBadSignature, b.KeyID, KeyID(pub))
