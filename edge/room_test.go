@@ -2,6 +2,7 @@ package edge
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
@@ -232,3 +233,5 @@ func TestEndpointsRequireTokens(t *testing.T) {
 		}
 	}
 }
+
+func fmtJSON(v any) string { b, _ := json.Marshal(v); return string(b) }

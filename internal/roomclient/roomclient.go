@@ -386,3 +386,10 @@ func (c *Client) Close() {
 	}
 	c.wg.Wait()
 }
+
+// SubscribeConnection is the subscribe peer connection (nil before the first offer).
+func (c *Client) SubscribeConnection() *webrtc.PeerConnection {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.sub
+}
