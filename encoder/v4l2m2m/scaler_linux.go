@@ -133,6 +133,9 @@ func (sc *Scaler) open(in media.PixelFormat, inW, inH, w, h int) (*scaleSession,
 	s := &scaleSession{dev: d, inputFormat: in, inW: inW, inH: inH, outW: w, outH: h, capHeld: -1}
 	if err := sc.configure(s, inCC); err != nil {
 		s.abandon()
+		if errors.Is(err, ErrScalerSize) {
+			return nil, err // says "v4l2m2m scaler" already
+		}
 		return nil, fmt.Errorf("v4l2m2m scaler: %w", err)
 	}
 	sc.stats.Sessions++
