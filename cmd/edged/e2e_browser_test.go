@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -17,6 +18,14 @@ import (
 // browser starts Debian's headless Chromium with every packet kept on loopback: no mDNS
 // host-candidate hiding, no lookups of Google hosts, no background traffic.
 func browser(t *testing.T) context.Context {
+	t.Helper()
+	ctx, _ := newBrowser(t)
+	return ctx
+}
+
+// newBrowser starts a Chromium of its own (its own profile), with extra flags; close ends it
+// before the test does (it is also ended at cleanup).
+func newBrowser(t *testing.T, extra ...chromedp.ExecAllocatorOption) (ctx context.Context, close func()) {
 	t.Helper()
 	path, err := exec.LookPath("chromium")
 	if err != nil {
@@ -40,13 +49,15 @@ func browser(t *testing.T) context.Context {
 		chromedp.Flag("autoplay-policy", "no-user-gesture-required"),
 		chromedp.WindowSize(1280, 800),
 	}
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), append(opts, extra...)...)
 	ctx, cancel := chromedp.NewContext(actx)
-	t.Cleanup(func() { cancel(); cancelAlloc() })
+	var once sync.Once
+	close = func() { once.Do(func() { cancel(); cancelAlloc() }) }
+	t.Cleanup(close)
 	if _, err := chromedp.Run(ctx, chromedp.Navigate("about:blank")); err != nil {
 		t.Fatalf("start chromium: %v", err)
 	}
-	return ctx
+	return ctx, close
 }
 
 // inboundVideo is what getStats says about the received video.

@@ -496,6 +496,7 @@ export class Room extends EventTarget {
         framesEncoded: s.framesEncoded || 0, frameWidth: s.frameWidth || 0, frameHeight: s.frameHeight || 0,
         framesPerSecond: s.framesPerSecond || 0, packetsSent: s.packetsSent || 0, bytesSent: s.bytesSent || 0,
         qualityLimitationReason: s.qualityLimitationReason || '', codec: (report.get(s.codecId) || {}).mimeType || '',
+        audioLevel: (report.get(s.mediaSourceId) || {}).audioLevel,
       });
     });
     return out;

@@ -1,0 +1,322 @@
+//go:build e2e && cgo
+
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/edgeflux/edge/internal/token"
+)
+
+// remoteTrack is one received track as the meeting page's window.edge.stats() reports it.
+type remoteTrack struct {
+	Participant      string   `json:"participant"`
+	Track            string   `json:"track"`
+	Kind             string   `json:"kind"`
+	Codec            string   `json:"codec"`
+	FramesDecoded    int      `json:"framesDecoded"`
+	FrameWidth       int      `json:"frameWidth"`
+	FrameHeight      int      `json:"frameHeight"`
+	PacketsReceived  int      `json:"packetsReceived"`
+	PacketsLost      int      `json:"packetsLost"`
+	KeyFramesDecoded int      `json:"keyFramesDecoded"`
+	FreezeCount      int      `json:"freezeCount"`
+	PLICount         int      `json:"pliCount"`
+	AudioLevel       *float64 `json:"audioLevel"`
+}
+
+// pageView is what a meeting page shows: its state, who it sees, its tiles, its stats.
+type pageView struct {
+	State        string `json:"state"`
+	Self         string `json:"self"`
+	Participants map[string]struct {
+		Name string `json:"name"`
+	} `json:"participants"`
+	Tiles    []string           `json:"tiles"`
+	Speakers []string           `json:"speakers"`
+	Spoken   map[string]float64 `json:"spoken"`
+	Errors   []struct {
+		Code    int    `json:"code"`
+		Message string `json:"message"`
+	} `json:"errors"`
+	Stats []remoteTrack `json:"stats"`
+	Sent  []struct {
+		Kind          string   `json:"kind"`
+		RID           string   `json:"rid"`
+		FramesEncoded int      `json:"framesEncoded"`
+		FrameWidth    int      `json:"frameWidth"`
+		AudioLevel    *float64 `json:"audioLevel"`
+	} `json:"sent"`
+}
+
+const readMeetingPage = `(async () => {
+	const e = window.edge;
+	if (!e || !e.stats) return JSON.stringify({});
+	return JSON.stringify({state: e.state, self: e.participantId, participants: e.participants,
+		tiles: [...document.querySelectorAll('#grid .tile')].map(t => t.dataset.participant),
+		speakers: e.speakers, spoken: e.spoken, errors: e.errors,
+		stats: await e.stats(), sent: await e.publishStats()});
+})()`
+
+// received finds what a page receives from one participant.
+func (v pageView) received(from, kind string) (remoteTrack, bool) {
+	for _, s := range v.Stats {
+		if s.Participant == from && s.Kind == kind {
+			return s, true
+		}
+	}
+	return remoteTrack{}, false
+}
+
+// meetingPage is one Chromium in the meeting.
+type meetingPage struct {
+	id    string
+	run   func(expr string) (string, error)
+	close func()
+	last  pageView
+}
+
+func (p *meetingPage) read() (pageView, error) {
+	raw, err := p.run(readMeetingPage)
+	if err != nil {
+		return pageView{}, err
+	}
+	var v pageView
+	if err := json.Unmarshal([]byte(raw), &v); err != nil {
+		return pageView{}, fmt.Errorf("%s: %w", p.id, err)
+	}
+	p.last = v
+	return v, nil
+}
+
+// meetingToken may publish and subscribe in room main as identity.
+func meetingToken(t *testing.T, identity string) string {
+	t.Helper()
+	now := time.Now()
+	tok, err := token.Mint([]byte(testSecret), token.Claims{
+		Identity: identity, Name: strings.ToUpper(identity[:1]) + identity[1:], Room: "main",
+		Grants:   token.Grants{Publish: true, Subscribe: true},
+		IssuedAt: now, NotBefore: now, ExpiresAt: now.Add(time.Hour),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+// roomParticipants is who /api/rooms says is in room main.
+func roomParticipants(t *testing.T, d *daemon) []string {
+	t.Helper()
+	code, body := d.get(t, "/api/rooms", testToken)
+	if code != 200 {
+		t.Fatalf("/api/rooms: %d %s", code, body)
+	}
+	var rooms []struct {
+		Name         string `json:"name"`
+		Participants []struct {
+			ID string `json:"id"`
+		} `json:"participants"`
+	}
+	if err := json.Unmarshal([]byte(body), &rooms); err != nil {
+		t.Fatalf("/api/rooms %q: %v", body, err)
+	}
+	var ids []string
+	for _, r := range rooms {
+		if r.Name == "main" {
+			for _, p := range r.Participants {
+				ids = append(ids, p.ID)
+			}
+		}
+	}
+	sort.Strings(ids)
+	return ids
+}
+
+// until polls every page until ok holds for all of them, or fails the test at the deadline
+// with what each page last showed.
+func until(t *testing.T, pages []*meetingPage, timeout time.Duration, what string, ok func(p *meetingPage, v pageView) bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		all := true
+		for _, p := range pages {
+			v, err := p.read()
+			if err != nil || !ok(p, v) {
+				all = false
+				break
+			}
+		}
+		if all {
+			return
+		}
+		if time.Now().After(deadline) {
+			for _, p := range pages {
+				t.Logf("%s sees: state %s, participants %v, tiles %v, errors %v, received %+v, sent %+v",
+					p.id, p.last.State, keys(p.last.Participants), p.last.Tiles, p.last.Errors, p.last.Stats, p.last.Sent)
+			}
+			t.Fatalf("%s: not within %v", what, timeout)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func keys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// TestE2EMeetingThreeBrowsersAndTheCamera: three Chromiums with fake camera and microphone
+// join room main with the appliance camera. Every page decodes video from every other
+// participant and the camera and receives the others' audio, checked with getStats; the
+// server lists four participants; someone is seen speaking (the fake microphone beeps); when
+// one browser closes, the others see it go and the server lists three.
+func TestE2EMeetingThreeBrowsersAndTheCamera(t *testing.T) {
+	// A 640x360 camera (two layers) and 640x360 at 15 fps from each browser keep three
+	// Chromiums and the encoders within two cores.
+	d := startDaemon(t, "EDGED_CAMERA_WIDTH=640", "EDGED_CAMERA_HEIGHT=360", "EDGED_CAMERA_FPS=15")
+	people := []string{"alice", "bob", "carol"}
+	begin := time.Now()
+	var pages []*meetingPage
+	for _, id := range people {
+		ctx, closeBrowser := newBrowser(t,
+			chromedp.Flag("use-fake-device-for-media-stream", true),
+			chromedp.Flag("use-fake-ui-for-media-stream", true),
+			chromedp.Flag("disable-background-timer-throttling", true),
+			chromedp.Flag("disable-renderer-backgrounding", true),
+		)
+		if _, err := chromedp.Run(ctx, chromedp.Navigate(d.url+"/?video=640x360@15#token="+meetingToken(t, id))); err != nil {
+			t.Fatal(err)
+		}
+		pages = append(pages, &meetingPage{id: id, close: closeBrowser, run: func(expr string) (string, error) {
+			return chromedp.Run(ctx, chromedp.Evaluate[string](expr, chromedp.EvalAwaitPromise))
+		}})
+	}
+	t.Logf("three browsers started and on the page in %v", time.Since(begin).Round(time.Millisecond))
+
+	othersOf := func(self string, ids []string) []string {
+		return slices.DeleteFunc(slices.Clone(ids), func(s string) bool { return s == self })
+	}
+	spoken := map[string]float64{} // who any page ever saw speaking, and how loud
+	noteSpeakers := func(v pageView) {
+		for id, level := range v.Spoken {
+			spoken[id] = max(spoken[id], level)
+		}
+	}
+	decodingAll := func(ids []string) func(p *meetingPage, v pageView) bool {
+		return func(p *meetingPage, v pageView) bool {
+			noteSpeakers(v)
+			if v.State != "live" || v.Self != p.id {
+				return false
+			}
+			for _, o := range othersOf(p.id, ids) {
+				if vid, ok := v.received(o, "video"); !ok || vid.FramesDecoded == 0 {
+					return false
+				}
+				if o == "camera" {
+					continue
+				}
+				if aud, ok := v.received(o, "audio"); !ok || aud.PacketsReceived == 0 {
+					return false
+				}
+			}
+			return true
+		}
+	}
+	everyone := append([]string{"camera"}, people...)
+	until(t, pages, 45*time.Second, "every page decoding video from everyone and receiving audio from every browser", decodingAll(everyone))
+	allDecoding := time.Since(begin)
+	t.Logf("every page decodes everyone %v after the browsers started", allDecoding.Round(time.Millisecond))
+
+	// Growing, not just started: every counter moves on from this sample.
+	first := map[string]pageView{}
+	for _, p := range pages {
+		first[p.id] = p.last
+	}
+	sampled := time.Now()
+	until(t, pages, 15*time.Second, "every video and audio counter growing", func(p *meetingPage, v pageView) bool {
+		noteSpeakers(v)
+		for _, o := range othersOf(p.id, everyone) {
+			before, _ := first[p.id].received(o, "video")
+			now, _ := v.received(o, "video")
+			if now.FramesDecoded <= before.FramesDecoded+10 {
+				return false
+			}
+			if o == "camera" {
+				continue
+			}
+			before, _ = first[p.id].received(o, "audio")
+			now, _ = v.received(o, "audio")
+			if now.PacketsReceived <= before.PacketsReceived+25 {
+				return false
+			}
+		}
+		return true
+	})
+	t.Logf("counters grew within %v", time.Since(sampled).Round(time.Millisecond))
+	for _, p := range pages {
+		for _, o := range othersOf(p.id, everyone) {
+			vid, _ := p.last.received(o, "video")
+			line := fmt.Sprintf("%s <- %-6s video %s %dx%d, %d frames decoded (%d keyframes, %d freezes, %d PLIs, %d lost)",
+				p.id, o, vid.Codec, vid.FrameWidth, vid.FrameHeight, vid.FramesDecoded, vid.KeyFramesDecoded, vid.FreezeCount, vid.PLICount, vid.PacketsLost)
+			if aud, ok := p.last.received(o, "audio"); ok {
+				line += fmt.Sprintf("; audio %d packets", aud.PacketsReceived)
+			}
+			t.Log(line)
+		}
+	}
+
+	if got := roomParticipants(t, d); !slices.Equal(got, []string{"alice", "bob", "camera", "carol"}) {
+		t.Errorf("/api/rooms lists %v in room main; want alice, bob, camera and carol", got)
+	}
+
+	// Active speaker: the fake microphone beeps; someone must be named at some point.
+	deadline := time.Now().Add(10 * time.Second)
+	for len(spoken) == 0 && time.Now().Before(deadline) {
+		for _, p := range pages {
+			if v, err := p.read(); err == nil {
+				noteSpeakers(v)
+			}
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	if len(spoken) == 0 {
+		for _, p := range pages {
+			for _, s := range p.last.Sent {
+				if s.Kind == "audio" && s.AudioLevel != nil {
+					t.Logf("%s's microphone level (0..1, as Chromium measures it): %.3f", p.id, *s.AudioLevel)
+				}
+			}
+		}
+		t.Error("no page was ever told of an active speaker, although every fake microphone beeps")
+	} else {
+		t.Logf("active speakers seen (highest level): %v", spoken)
+	}
+
+	// Carol closes her browser; Alice and Bob see her go.
+	carol := pages[2]
+	carol.close()
+	left := time.Now()
+	until(t, pages[:2], 15*time.Second, "carol gone from the other pages", func(p *meetingPage, v pageView) bool {
+		_, listed := v.Participants["carol"]
+		return !listed && !slices.Contains(v.Tiles, "carol")
+	})
+	t.Logf("carol's leaving reached the other pages in %v", time.Since(left).Round(time.Millisecond))
+	if got := roomParticipants(t, d); !slices.Equal(got, []string{"alice", "bob", "camera"}) {
+		t.Errorf("/api/rooms lists %v after carol left; want alice, bob and camera", got)
+	}
+	// The two who stay still decode each other and the camera.
+	until(t, pages[:2], 10*time.Second, "alice and bob still decoding", decodingAll([]string{"camera", "alice", "bob"}))
+	t.Logf("whole meeting test %v", time.Since(begin).Round(time.Millisecond))
+}
