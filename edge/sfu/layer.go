@@ -84,7 +84,7 @@ type Layer struct {
 	keyframes      atomic.Uint64
 	lastKeyframe   atomic.Int64 // monotonic ns of the last keyframe start
 	active         atomic.Bool  // dynacast: someone receives this layer
-	audioLevel     atomic.Int32 // RFC 6464 level in -dBov (0 loudest, 127 silence); audio only
+	audioLevel     atomic.Int32 // loudest RFC 6464 level in -dBov (0 loudest, 127 silence) since the room looked; audio only
 
 	// The appliance's own layers are packetized here, from the encoder's goroutine.
 	payloader codecs.H264Payloader
@@ -126,8 +126,21 @@ func (l *Layer) WriteRTP(seq uint16, ts uint32, marker bool, payload []byte, pad
 	}
 }
 
-// SetAudioLevel records the level (RFC 6464, -dBov) of the latest audio packet.
-func (l *Layer) SetAudioLevel(level uint8) { l.audioLevel.Store(int32(level & 0x7f)) }
+// SetAudioLevel records the level (RFC 6464, -dBov) of an audio packet. The loudest since the
+// room last looked is kept: a short sound between two looks (a word's stress, a beep) counts,
+// and a stream that stops sending reads as silence rather than as its last packet.
+func (l *Layer) SetAudioLevel(level uint8) {
+	level &= 0x7f
+	for {
+		cur := l.audioLevel.Load()
+		if int32(level) >= cur || l.audioLevel.CompareAndSwap(cur, int32(level)) {
+			return
+		}
+	}
+}
+
+// takeAudioLevel returns the loudest level since the last call and starts over at silence.
+func (l *Layer) takeAudioLevel() uint8 { return uint8(l.audioLevel.Swap(127)) }
 
 // WriteAccessUnit packetizes one encoded H.264 access unit of the appliance's own camera and
 // forwards it. All layers of a track share the track's clock, so timestamps line up across

@@ -328,7 +328,7 @@ func (r *Room) detectSpeakers(ps []*Participant) {
 				continue
 			}
 			for _, l := range t.Layers() {
-				level = max(level, 1-float64(l.audioLevel.Load())/127)
+				level = max(level, 1-float64(l.takeAudioLevel())/127)
 			}
 		}
 		if level < 0 {
