@@ -209,7 +209,7 @@ func (r *Room) Join(p *Participant) (replaced *Participant) {
 			}
 		}
 	}
-	r.log.Info("participant joined", "room", r.Name, "participant", p.ID, "participants", r.Len(), "replaced", replaced != nil)
+	r.log.Info("participant joined", "participant", p.ID, "participants", r.Len(), "replaced", replaced != nil)
 	return replaced
 }
 
@@ -233,7 +233,7 @@ func (r *Room) Leave(p *Participant, reason string) {
 			o.sub.Event(Event{Kind: ParticipantLeft, Participant: ParticipantInfo{ID: p.ID, Name: p.Name}, Reason: reason})
 		}
 	}
-	r.log.Info("participant left", "room", r.Name, "participant", p.ID, "reason", reason, "participants", r.Len())
+	r.log.Info("participant left", "participant", p.ID, "reason", reason, "participants", r.Len())
 }
 
 func (r *Room) removeTracks(p *Participant, others []*Participant) {
@@ -277,7 +277,7 @@ func (r *Room) Publish(p *Participant, t *Track) {
 			o.sub.TrackPublished(t)
 		}
 	}
-	r.log.Info("track published", "room", r.Name, "participant", p.ID, "track", t.ID, "kind", t.Kind.String(), "codec", t.Codec.MimeType)
+	r.log.Info("track published", "participant", p.ID, "track", t.ID, "kind", t.Kind.String(), "codec", t.Codec.MimeType)
 }
 
 // Unpublish withdraws a track of p.

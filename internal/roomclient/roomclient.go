@@ -94,10 +94,6 @@ func Dial(ctx context.Context, opts Options) (*Client, error) {
 		return nil, fmt.Errorf("room: join refused: %v %v", joined["code"], joined["message"])
 	}
 	c.Joined = joined
-	c.ice = opts.ICEServers
-	if c.ice == nil {
-		c.ice = iceServers(joined)
-	}
 	return c, nil
 }
 
@@ -135,6 +131,7 @@ func iceServers(joined Message) []webrtc.ICEServer {
 	return out
 }
 
+// pcConfig is the configuration of a new peer connection; c.mu is held.
 func (c *Client) pcConfig() webrtc.Configuration {
 	cfg := webrtc.Configuration{ICEServers: c.ice, BundlePolicy: webrtc.BundlePolicyMaxBundle}
 	if c.opts.RelayOnly {
@@ -170,6 +167,17 @@ func (c *Client) read() {
 		var m Message
 		if err := json.Unmarshal(b, &m); err != nil {
 			continue
+		}
+		switch m.Type() {
+		case "joined":
+			// Before anything else is read: the subscribe offer follows at once and its
+			// connection needs the ICE servers.
+			c.mu.Lock()
+			c.ice = c.opts.ICEServers
+			if c.ice == nil {
+				c.ice = iceServers(m)
+			}
+			c.mu.Unlock()
 		}
 		c.record(m)
 		switch m.Type() {
