@@ -23,9 +23,7 @@ var commands = map[string]command{
 	"devices": {cmdDevices, "list, show, approve, revoke, assign, override and push devices"},
 	"groups":  {cmdGroups, "list groups; set a group's configuration template (pushed to its devices)"},
 	"audit":   {cmdAudit, "show the audit log"},
-	// TODO(token): cmd/edgectl/token.go (another change) adds cmdToken, which mints access
-	// tokens for edged's API; enable this line when it lands:
-	// "token": {cmdToken, "mint an access token for edged's API"},
+	"token":   {cmdToken, "mint an access token for edged's rooms and API"},
 }
 
 func main() {
