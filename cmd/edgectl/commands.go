@@ -24,14 +24,9 @@ func newFlags(name string, stderr io.Writer) (*flag.FlagSet, *conn) {
 	return fs, c
 }
 
+// parse parses flags; -h returns flag.ErrHelp, which run treats as success.
 func parse(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
-		return err
-	}
-	return nil
+	return fs.Parse(args)
 }
 
 func verb(args []string, stderr io.Writer, name string, verbs string) (string, []string, error) {
