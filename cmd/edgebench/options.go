@@ -15,6 +15,7 @@ import (
 // options is edgebench's command line.
 type options struct {
 	whep, publish, token, metrics string
+	out                           string // also write the JSON report here
 	steps                         []int
 	ramp                          float64 // viewers per second; 0 = all at once
 	duration, warmup              time.Duration
@@ -30,6 +31,7 @@ type options struct {
 	publishH       int
 	publishFPS     int
 	publishKbps    int
+	publishGrain   int
 }
 
 func parseOptions(args []string, output io.Writer) (options, error) {
@@ -61,11 +63,13 @@ baseline. Standard WHIP/WHEP only (RFC 9725), so any server works.
 	rssTol := fs.Int("rss-tolerance", 16, "MiB above the baseline RSS that still counts as returned")
 	fs.IntVar(&o.goroutineTolerance, "goroutine-tolerance", 5, "goroutines above the baseline that still count as returned")
 	fs.BoolVar(&o.json, "json", false, "print the results as JSON instead of a table")
+	fs.StringVar(&o.out, "out", "", "also write the JSON report to this file")
 	ice := fs.String("ice-loopback", "auto", `offer only loopback ICE candidates: "auto" (when the WHEP host is a loopback address), "true" or "false"`)
 	fs.Float64Var(&o.publishSeconds, "publish-clip", 4, "seconds of test pattern encoded once at start and looped")
 	size := fs.String("publish-size", "1280x720", "published picture size")
 	fs.IntVar(&o.publishFPS, "publish-fps", 30, "published frame rate")
 	fs.IntVar(&o.publishKbps, "publish-kbps", 2000, "published bitrate, kbit/s")
+	fs.IntVar(&o.publishGrain, "publish-grain", 4, "noise added to the test pattern so the encoder reaches -publish-kbps (0: none)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}

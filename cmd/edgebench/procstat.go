@@ -105,3 +105,36 @@ func parseGoroutines(r io.Reader) (int, error) {
 	}
 	return 0, errors.New("no go_goroutines metric")
 }
+
+// hostCPU reads the machine's busy and total CPU time from /proc/stat, over all cores.
+func hostCPU() (busy, total time.Duration, err error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0, err
+	}
+	return parseHostCPU(b)
+}
+
+func parseHostCPU(stat []byte) (busy, total time.Duration, err error) {
+	line, _, _ := bytes.Cut(stat, []byte("\n"))
+	f := strings.Fields(string(line))
+	if len(f) < 6 || f[0] != "cpu" {
+		return 0, 0, errors.New("/proc/stat: no cpu line")
+	}
+	var ticks, idle uint64
+	for i, v := range f[1:] {
+		if i >= 8 { // guest and guest_nice are already in user and nice
+			break
+		}
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			return 0, 0, fmt.Errorf("/proc/stat: %w", err)
+		}
+		ticks += n
+		if i == 3 || i == 4 { // idle, iowait
+			idle += n
+		}
+	}
+	toDur := func(t uint64) time.Duration { return time.Duration(t) * time.Second / userHZ }
+	return toDur(ticks - idle), toDur(ticks), nil
+}

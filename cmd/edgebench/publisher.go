@@ -31,8 +31,10 @@ type clipFrame struct {
 
 // encodeClip encodes seconds of the project's test pattern once, so publishing it costs only
 // packetization and SRTP. The clip starts on an IDR, and keyframes come every 2 s, so looping
-// back to frame 0 always restarts on an IDR.
-func encodeClip(seconds float64, w, h, fps, bitrateBps int) ([]clipFrame, error) {
+// back to frame 0 always restarts on an IDR. grain adds that much random noise (+-grain) to
+// every luma sample: the plain pattern compresses to about a quarter of 2 Mbit/s at 720p, and
+// grain makes the encoder spend its whole bitrate, as a real camera's picture does.
+func encodeClip(seconds float64, w, h, fps, bitrateBps, grain int) ([]clipFrame, error) {
 	src, err := testpattern.New(testpattern.Config{Width: w, Height: h, FPS: fps})
 	if err != nil {
 		return nil, err
@@ -48,6 +50,7 @@ func encodeClip(seconds float64, w, h, fps, bitrateBps int) ([]clipFrame, error)
 	var clip []clipFrame
 	for i := range n {
 		f := src.Draw(uint64(i), t0.Add(time.Duration(i)*time.Second/time.Duration(fps)))
+		addGrain(f.Planes[0], grain, uint64(i))
 		au, err := enc.Encode(f)
 		if err != nil {
 			return nil, err
@@ -65,6 +68,23 @@ func encodeClip(seconds float64, w, h, fps, bitrateBps int) ([]clipFrame, error)
 		return nil, errors.New("encoder produced no keyframe")
 	}
 	return clip, nil
+}
+
+// addGrain adds noise in [-grain, grain] to each sample, clamped to 16..235 (a xorshift, so
+// that 720p frames take milliseconds).
+func addGrain(plane []byte, grain int, seed uint64) {
+	if grain <= 0 {
+		return
+	}
+	x := seed*0x9e3779b97f4a7c15 | 1
+	span := uint64(2*grain + 1)
+	for i, v := range plane {
+		x ^= x << 13
+		x ^= x >> 7
+		x ^= x << 17
+		n := int(v) + int(x%span) - grain
+		plane[i] = byte(min(max(n, 16), 235))
+	}
 }
 
 // publisher sends a looped clip to a WHIP endpoint (RFC 9725).

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"runtime"
 	"slices"
 	"sync"
 	"time"
@@ -39,10 +40,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if o.publish != "" {
 		log.Info("encoding the publish clip", "seconds", o.publishSeconds, "size", fmt.Sprintf("%dx%d", o.publishW, o.publishH),
 			"fps", o.publishFPS, "kbps", o.publishKbps)
-		clip, err := encodeClip(o.publishSeconds, o.publishW, o.publishH, o.publishFPS, o.publishKbps*1000)
+		clip, err := encodeClip(o.publishSeconds, o.publishW, o.publishH, o.publishFPS, o.publishKbps*1000, o.publishGrain)
 		if err != nil {
 			return err
 		}
+		var bytes int
+		for _, f := range clip {
+			bytes += len(f.data)
+		}
+		log.Info("publish clip encoded", "frames", len(clip), "kbps", bytes*8*o.publishFPS/len(clip)/1000)
 		pub, err := startPublisher(ctx, log, b.http, o.publish, o.token, clip, o.publishFPS, o.loopbackOnly)
 		if err != nil {
 			return err
@@ -57,7 +63,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	report := runReport{Server: o.serverPID, Whep: o.whep, Publish: o.publish, Ramp: o.ramp, WindowSec: o.duration.Seconds()}
 	report.Baseline = b.sample(ctx)
-	log.Info("server baseline", "rss_kib", report.Baseline.RSS>>10, "goroutines", report.Baseline.Goroutines)
+	if o.serverPID > 0 { // what the server costs with no viewers (encoding, for edged)
+		t0, c0 := time.Now(), report.Baseline.CPU
+		sleep(ctx, 3*time.Second)
+		report.Baseline = b.sample(ctx)
+		report.Baseline.CPUPct = 100 * (report.Baseline.CPU - c0).Seconds() / time.Since(t0).Seconds()
+	}
+	log.Info("server baseline", "rss_kib", report.Baseline.RSS>>10, "goroutines", report.Baseline.Goroutines,
+		"cpu_pct", round(report.Baseline.CPUPct))
 	if !o.json {
 		printHeader(stdout)
 	}
@@ -74,10 +87,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			printRow(stdout, res)
 		}
 	}
+	js, err := json.MarshalIndent(report, "", "  ")
+	if err != nil {
+		return err
+	}
+	js = append(js, '\n')
+	if o.out != "" {
+		if err := os.WriteFile(o.out, js, 0o644); err != nil {
+			return err
+		}
+	}
 	if o.json {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(report); err != nil {
+		if _, err := stdout.Write(js); err != nil {
 			return err
 		}
 	} else {
@@ -109,6 +130,7 @@ type serverSample struct {
 	RSS        int64         `json:"rss_bytes"`
 	Goroutines int           `json:"goroutines"`
 	CPU        time.Duration `json:"-"`
+	CPUPct     float64       `json:"cpu_pct,omitempty"` // baseline only: of one core, no viewers
 }
 
 func (b *bench) sample(ctx context.Context) serverSample {
@@ -152,7 +174,13 @@ type stepResult struct {
 
 	ServerCPUPct          float64 `json:"server_cpu_pct"` // of one core, whole server
 	ServerCPUPctPerViewer float64 `json:"server_cpu_pct_per_viewer"`
-	ClientCPUPct          float64 `json:"client_cpu_pct"` // edgebench itself, of one core
+	// Marginal: the server's CPU above its baseline (no viewers), per viewer.
+	ServerCPUPctPerViewerMarginal float64 `json:"server_cpu_pct_per_viewer_marginal"`
+	ClientCPUPct                  float64 `json:"client_cpu_pct"` // edgebench itself, of one core
+	// HostBusyPct is the whole machine's CPU use in the window, of all HostCores together:
+	// server, edgebench and everything else that ran.
+	HostBusyPct float64 `json:"host_busy_pct"`
+	HostCores   int     `json:"host_cores"`
 
 	Before          serverSample `json:"before"`
 	With            serverSample `json:"with"`
@@ -255,10 +283,17 @@ func (b *bench) step(ctx context.Context, n int, baseline serverSample) stepResu
 		start[i] = v.snapshot()
 	}
 	srv0, cli0 := b.sample(ctx), selfCPU()
+	busy0, total0, hostErr := hostCPU()
 	w0 := time.Now()
 	sleep(ctx, o.duration)
 	window := time.Since(w0)
 	srv1, cli1 := b.sample(ctx), selfCPU()
+	busy1, total1, hostErr1 := hostCPU()
+	if hostErr == nil && hostErr1 == nil && total1 > total0 {
+		// Everything else on the machine: the figures above are only as good as this is low.
+		res.HostBusyPct = 100 * float64(busy1-busy0) / float64(total1-total0)
+		res.HostCores = runtime.NumCPU()
+	}
 	res.With = srv1
 	var kbps []float64
 	var packets float64
@@ -293,13 +328,14 @@ func (b *bench) step(ctx context.Context, n int, baseline serverSample) stepResu
 	if o.serverPID > 0 {
 		res.ServerCPUPct = 100 * (srv1.CPU - srv0.CPU).Seconds() / window.Seconds()
 		res.ServerCPUPctPerViewer = res.ServerCPUPct / float64(n)
+		res.ServerCPUPctPerViewerMarginal = (res.ServerCPUPct - baseline.CPUPct) / float64(n)
 	}
 	res.ClientCPUPct = 100 * (cli1 - cli0).Seconds() / window.Seconds()
 	if res.Before.RSS >= 0 && res.With.RSS >= 0 {
 		res.RSSPerViewerKiB = float64(res.With.RSS-res.Before.RSS) / 1024 / float64(n)
 	}
 	b.log.Info("step: window done", "viewers", n, "kbps_avg", round(res.KbpsAvg), "loss_pct", res.LossPct,
-		"server_cpu_pct", round(res.ServerCPUPct), "client_cpu_pct", round(res.ClientCPUPct))
+		"server_cpu_pct", round(res.ServerCPUPct), "client_cpu_pct", round(res.ClientCPUPct), "host_busy_pct", round(res.HostBusyPct))
 
 	// Leave, then give the server time to let go of everything.
 	var closes sync.WaitGroup
