@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -36,6 +37,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, environ [
 	serial := fs.String("serial", "", "hardware serial (default: device tree, DMI or machine-id)")
 	board := fs.String("board", "", "board model (default: device tree or DMI)")
 	firmware := fs.String("firmware-version", "", "firmware version to report (default: VERSION_ID of /etc/os-release)")
+	statusURL := fs.String("status-url", "", "edged's status API (e.g. http://127.0.0.1:8080/api/status): camera, encoder and health for heartbeats")
+	statusTokenFile := fs.String("status-token-file", "", "file holding a bearer token for -status-url")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
@@ -77,7 +80,20 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, environ [
 			return pollReady(ctx, log, *readyCmd, *readyURL)
 		},
 	}
+	var status func(context.Context) device.Status
+	if *statusURL != "" {
+		token := ""
+		if *statusTokenFile != "" {
+			b, err := os.ReadFile(*statusTokenFile)
+			if err != nil {
+				return fmt.Errorf("status token: %w", err)
+			}
+			token = strings.TrimSpace(string(b))
+		}
+		status = func(ctx context.Context) device.Status { return edgedStatus(ctx, *statusURL, token) }
+	}
 	agent, err := device.New(device.Config{
+		Status:   status,
 		StateDir: *state, ConfigPath: *cfgPath, ClaimPath: *claimPath, Hardware: hw, Hooks: hooks,
 		AgentVersion: version, FirmwareVersion: *firmware, HeartbeatEvery: *heartbeat, ReadyTimeout: *readyTimeout,
 		Logger: log.With("component", "provision"),
@@ -142,4 +158,34 @@ func osVersion(path string) string {
 		}
 	}
 	return ""
+}
+
+// edgedStatus reads edged's GET /api/status: the camera and encoder in use and whether media
+// flows.
+func edgedStatus(ctx context.Context, url, token string) device.Status {
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return device.Status{Health: "error"}
+	}
+	defer resp.Body.Close()
+	var st struct {
+		Live    bool   `json:"live"`
+		Source  string `json:"source"`
+		Encoder string `json:"encoder"`
+		Error   string `json:"error"`
+	}
+	if resp.StatusCode != http.StatusOK || json.NewDecoder(io.LimitReader(resp.Body, 1<<16)).Decode(&st) != nil {
+		return device.Status{Health: "error"}
+	}
+	health := "ok"
+	if !st.Live || st.Error != "" {
+		health = "degraded"
+	}
+	return device.Status{Health: health, Camera: st.Source, Encoder: st.Encoder}
 }

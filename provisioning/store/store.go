@@ -463,7 +463,9 @@ func (s *DB) UpdateBundle(ctx context.Context, id string, render func(in RenderI
 		} else if !errors.Is(err, sql.ErrNoRows) {
 			return err
 		}
-		version = d.BundleVersion + 1
+		// Above what the device says it applied too: a device that kept its configuration
+		// across a re-enrolment would otherwise refuse the new record's first versions.
+		version = max(d.BundleVersion, d.AppliedVersion) + 1
 		b, err := render(in, version)
 		if err != nil {
 			return err
