@@ -33,6 +33,11 @@ func newPublisher(srv *Server, room *sfu.Room, p *sfu.Participant, pc *webrtc.Pe
 	return pub
 }
 
+// publishedTrackID is the id of the track a participant publishes in a media section.
+func publishedTrackID(participant, mid string) string {
+	return fmt.Sprintf("TR_%s_%s", participant, mid)
+}
+
 // declare records what the client says its media sections carry.
 func (pub *publisher) declare(mid, source string) {
 	pub.mu.Lock()
@@ -56,7 +61,7 @@ func (pub *publisher) handleTrack(remote *webrtc.TrackRemote, recv *webrtc.RTPRe
 			source = map[webrtc.RTPCodecType]string{webrtc.RTPCodecTypeAudio: "microphone", webrtc.RTPCodecTypeVideo: "camera"}[remote.Kind()]
 		}
 		info := sfu.TrackInfo{
-			ID:     fmt.Sprintf("TR_%s_%s", pub.p.ID, mid),
+			ID:     publishedTrackID(pub.p.ID, mid),
 			Kind:   remote.Kind(),
 			Source: source,
 			Codec:  remote.Codec().RTPCodecCapability,

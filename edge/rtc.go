@@ -378,8 +378,10 @@ func (c *rtcClient) publishOffer(m clientMessage) {
 		}
 		c.watch(pc, "publish", nil)
 	}
+	ids := map[string]string{} // mid → track id: the client names its own tracks in mute
 	for _, t := range m.Tracks {
 		c.pub.declare(t.Mid, t.Source)
+		ids[t.Mid] = publishedTrackID(c.participant.ID, t.Mid)
 	}
 	ctx, cancel := context.WithTimeout(c.ctx, 5*time.Second)
 	defer cancel()
@@ -388,7 +390,7 @@ func (c *rtcClient) publishOffer(m clientMessage) {
 		c.fail(400, "publish offer: %v", err)
 		return
 	}
-	c.send(map[string]any{"type": "publish_answer", "sdp": ans})
+	c.send(map[string]any{"type": "publish_answer", "sdp": ans, "tracks": ids})
 }
 
 func (c *rtcClient) subscription(m clientMessage) {
