@@ -265,18 +265,6 @@ func TestE2EMeetingThreeBrowsersAndTheCamera(t *testing.T) {
 		return true
 	})
 	t.Logf("counters grew within %v", time.Since(sampled).Round(time.Millisecond))
-	for _, p := range pages {
-		for _, o := range othersOf(p.id, everyone) {
-			vid, _ := p.last.received(o, "video")
-			line := fmt.Sprintf("%s <- %-6s video %s %dx%d, %d frames decoded (%d keyframes, %d freezes, %d PLIs, %d lost)",
-				p.id, o, vid.Codec, vid.FrameWidth, vid.FrameHeight, vid.FramesDecoded, vid.KeyFramesDecoded, vid.FreezeCount, vid.PLICount, vid.PacketsLost)
-			if aud, ok := p.last.received(o, "audio"); ok {
-				line += fmt.Sprintf("; audio %d packets", aud.PacketsReceived)
-			}
-			t.Log(line)
-		}
-	}
-
 	if got := roomParticipants(t, d); !slices.Equal(got, []string{"alice", "bob", "camera", "carol"}) {
 		t.Errorf("/api/rooms lists %v in room main; want alice, bob, camera and carol", got)
 	}
@@ -303,6 +291,59 @@ func TestE2EMeetingThreeBrowsersAndTheCamera(t *testing.T) {
 	} else {
 		t.Logf("active speakers seen (highest level): %v", spoken)
 	}
+
+	// Alice mutes her microphone with the page's button: Bob's page shows it on her tile.
+	alice, bob := pages[0], pages[1]
+	micFlag := func(p *meetingPage, who string) (bool, bool) {
+		raw, err := p.run(`(() => {
+			const t = (window.edge.participants['` + who + `'] || {tracks: []}).tracks.find(t => t.kind === 'audio');
+			const flag = document.querySelector('[data-participant="` + who + `"] .mic-off');
+			return JSON.stringify([!!(t && t.muted), !!flag && !flag.hidden]);
+		})()`)
+		var got [2]bool
+		if err != nil || json.Unmarshal([]byte(raw), &got) != nil {
+			return false, false
+		}
+		return got[0], got[1]
+	}
+	for _, muted := range []bool{true, false} {
+		if _, err := alice.run(`(document.querySelector('#mic').click(), 'ok')`); err != nil {
+			t.Fatal(err)
+		}
+		until(t, []*meetingPage{bob}, 5*time.Second, fmt.Sprintf("bob sees alice's microphone muted=%v", muted), func(p *meetingPage, _ pageView) bool {
+			track, shown := micFlag(p, "alice")
+			return track == muted && shown == muted
+		})
+	}
+
+	// Bob picks the low quality for the camera: he gets its smallest layer.
+	if _, err := bob.run(`(() => { const s = document.querySelector('[data-participant="camera"] .quality');
+		s.value = 'low'; s.dispatchEvent(new Event('change')); return 'ok'; })()`); err != nil {
+		t.Fatal(err)
+	}
+	until(t, []*meetingPage{bob}, 10*time.Second, "bob receiving the camera's low layer", func(p *meetingPage, v pageView) bool {
+		cam, _ := v.received("camera", "video")
+		return cam.FrameWidth == 320
+	})
+
+	logPairs := func() {
+		t.Logf("what each page received, %v after the browsers started:", time.Since(begin).Round(time.Millisecond))
+		for _, p := range pages {
+			if _, err := p.read(); err != nil {
+				t.Fatal(err)
+			}
+			for _, o := range othersOf(p.id, everyone) {
+				vid, _ := p.last.received(o, "video")
+				line := fmt.Sprintf("%s <- %-6s video %s %dx%d, %d frames decoded (%d keyframes, %d freezes, %d PLIs, %d lost)",
+					p.id, o, vid.Codec, vid.FrameWidth, vid.FrameHeight, vid.FramesDecoded, vid.KeyFramesDecoded, vid.FreezeCount, vid.PLICount, vid.PacketsLost)
+				if aud, ok := p.last.received(o, "audio"); ok {
+					line += fmt.Sprintf("; audio %d packets", aud.PacketsReceived)
+				}
+				t.Log(line)
+			}
+		}
+	}
+	logPairs()
 
 	// Carol closes her browser; Alice and Bob see her go.
 	carol := pages[2]

@@ -227,7 +227,7 @@ function render() {
   edge.participantId = room && room.self ? room.self.id : '';
   edge.viewOnly = !room ? '' : room.viewOnly || localError || (room.canPublish ? '' : 'your token does not allow publishing');
   ui.viewOnly.hidden = !(room && room.state === 'joined' && !room.localStream);
-  ui.viewOnly.title = edge.viewOnly;
+  ui.viewOnly.title = edge.viewOnly || 'waiting for camera and microphone';
   edge.speakers = room ? room.speakers.map((s) => s.participant_id) : [];
   const ps = {};
   if (room) {
@@ -247,7 +247,7 @@ function render() {
 }
 
 function setControl(button, enabled, muted, onText, offText) {
-  button.disabled = !enabled;
+  button.hidden = !enabled;
   button.setAttribute('aria-pressed', String(!!muted));
   button.querySelector('.text').textContent = muted ? offText : onText;
 }
@@ -255,7 +255,8 @@ function setControl(button, enabled, muted, onText, offText) {
 // The tiles: us first, then the appliance camera, then everyone else by name.
 function renderTiles() {
   const want = [];
-  if (room && room.self) want.push({ id: room.self.id, self: true, name: `${room.self.name} (you)` });
+  // Our own tile only when we send something: a view-only screen is all the others.
+  if (room && room.self && room.localStream) want.push({ id: room.self.id, self: true, name: `${room.self.name} (you)` });
   if (room) {
     const others = [...room.participants.values()].sort((a, b) =>
       (a.id === 'camera' ? -1 : b.id === 'camera' ? 1 : a.name.localeCompare(b.name)));
