@@ -27,6 +27,10 @@ type Scaler struct {
 	stats  ScalerStats
 	out    media.Frame
 	closed bool
+
+	pending      bool        // Submit queued a frame that Wait has not returned
+	pendingIn    int         // its OUTPUT buffer
+	pendingFrame media.Frame // its number and capture time
 }
 
 var errScalerClosed = errors.New("v4l2m2m scaler: closed")
@@ -90,10 +94,23 @@ func (sc *Scaler) Stats() ScalerStats { return sc.stats }
 
 // Scale returns f scaled to w x h. The picture lives in the device's CAPTURE buffer and is
 // valid until the next call. A device error closes the session and is returned; the next
-// call sets the device up again.
+// call sets the device up again. It is Submit then Wait.
 func (sc *Scaler) Scale(f *media.Frame, w, h int) (*media.Frame, error) {
+	if err := sc.Submit(f, w, h); err != nil {
+		return nil, err
+	}
+	return sc.Wait()
+}
+
+// Submit copies f into an OUTPUT buffer and queues it to be scaled to w x h; f may be reused
+// as soon as Submit returns. Wait returns the picture. The picture of the previous Wait is
+// the caller's no longer.
+func (sc *Scaler) Submit(f *media.Frame, w, h int) error {
 	if sc.closed {
-		return nil, errScalerClosed
+		return errScalerClosed
+	}
+	if sc.pending {
+		return errors.New("v4l2m2m scaler: Submit twice without Wait")
 	}
 	s := sc.s
 	if s == nil || s.inputFormat != f.Format || s.inW != f.Width || s.inH != f.Height || s.outW != w || s.outH != h {
@@ -105,15 +122,37 @@ func (sc *Scaler) Scale(f *media.Frame, w, h int) (*media.Frame, error) {
 		}
 		var err error
 		if s, err = sc.open(f.Format, f.Width, f.Height, w, h); err != nil {
-			return nil, err
+			return err
 		}
 		sc.s = s
 	}
-	out, err := sc.scale(s, f)
+	in, err := sc.submit(s, f)
 	if err != nil {
 		s.abandon()
 		sc.s = nil
-		return nil, fmt.Errorf("v4l2m2m scale frame %d: %w", f.Seq, err)
+		return fmt.Errorf("v4l2m2m scale frame %d: %w", f.Seq, err)
+	}
+	sc.pending, sc.pendingIn = true, in
+	sc.pendingFrame = media.Frame{Seq: f.Seq, CaptureTime: f.CaptureTime}
+	return nil
+}
+
+// Wait returns the picture of the frame given to Submit, at most Options.Timeout later. It is
+// valid until the next Submit.
+func (sc *Scaler) Wait() (*media.Frame, error) {
+	if !sc.pending {
+		return nil, errors.New("v4l2m2m scaler: Wait without Submit")
+	}
+	sc.pending = false
+	s := sc.s
+	if s == nil {
+		return nil, errScalerClosed
+	}
+	out, err := sc.wait(s, sc.pendingIn)
+	if err != nil {
+		s.abandon()
+		sc.s = nil
+		return nil, fmt.Errorf("v4l2m2m scale frame %d: %w", sc.pendingFrame.Seq, err)
 	}
 	sc.stats.Frames++
 	return out, nil
@@ -209,36 +248,43 @@ func (sc *Scaler) configure(s *scaleSession, inCC FourCC) error {
 	return nil
 }
 
-// scale runs one picture through the device.
-func (sc *Scaler) scale(s *scaleSession, f *media.Frame) (*media.Frame, error) {
+// submit gives the driver its CAPTURE buffers back and queues f in a free OUTPUT buffer,
+// whose index it returns.
+func (sc *Scaler) submit(s *scaleSession, f *media.Frame) (int, error) {
 	d := s.dev
 	// The picture handed out last time is the caller's no longer: its buffer goes back.
 	if s.capHeld >= 0 {
 		if err := s.queue(d.capType(), s.capHeld, 0); err != nil {
-			return nil, err
+			return 0, err
 		}
 		s.capHeld = -1
 	}
 	for i := range s.cap {
 		if !s.cap[i].queued {
 			if err := s.queue(d.capType(), i, 0); err != nil {
-				return nil, err
+				return 0, err
 			}
 		}
 	}
 	in := slices.IndexFunc(s.in, func(x slot) bool { return !x.queued })
 	if in < 0 {
-		return nil, fmt.Errorf("%s: no free OUTPUT buffer", d.path)
+		return 0, fmt.Errorf("%s: no free OUTPUT buffer", d.path)
 	}
 	dst := s.in[in].planes[0]
 	if err := copyFrame(dst, s.inFmt, f); err != nil {
-		return nil, err
+		return 0, err
 	}
 	sc.stats.Copies++
 	s.nextTimestamp++
 	if err := s.queue(d.outType(), in, min(s.inFmt.SizeImage[0], uint32(len(dst)))); err != nil {
-		return nil, err
+		return 0, err
 	}
+	return in, nil
+}
+
+// wait dequeues until the picture of OUTPUT buffer in is done and the buffer is back.
+func (sc *Scaler) wait(s *scaleSession, in int) (*media.Frame, error) {
+	d := s.dev
 	deadline := time.Now().Add(sc.opts.Timeout)
 	got := -1
 	for got < 0 || s.in[in].queued {
@@ -278,7 +324,7 @@ func (sc *Scaler) scale(s *scaleSession, f *media.Frame) (*media.Frame, error) {
 	}
 	s.capHeld = got
 	m := s.cap[got].planes[0]
-	sc.out = media.Frame{Format: s.outPixel, Width: s.outW, Height: s.outH, Seq: f.Seq, CaptureTime: f.CaptureTime}
+	sc.out = media.Frame{Format: s.outPixel, Width: s.outW, Height: s.outH, Seq: sc.pendingFrame.Seq, CaptureTime: sc.pendingFrame.CaptureTime}
 	for i, p := range s.capSpecs {
 		end := p.offset + p.stride*(p.rows-1) + p.rowBytes
 		if end > len(m) {

@@ -48,6 +48,8 @@ type Scaler struct{}
 func NewScaler(ScalerOptions) (*Scaler, error) { return nil, errNoBackend() }
 
 func (s *Scaler) Scale(*media.Frame, int, int) (*media.Frame, error) { return nil, errNoBackend() }
+func (s *Scaler) Submit(*media.Frame, int, int) error                { return errNoBackend() }
+func (s *Scaler) Wait() (*media.Frame, error)                        { return nil, errNoBackend() }
 func (s *Scaler) Name() string                                       { return "v4l2m2m scaler (unavailable)" }
 func (s *Scaler) Close() error                                       { return nil }
 func (s *Scaler) Stats() ScalerStats                                 { return ScalerStats{} }

@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -54,6 +55,15 @@ type Scaler interface {
 	Close() error
 }
 
+// asyncScaler is a Scaler that takes a frame now and delivers its picture later (a hardware
+// scaler: Submit copies the frame into the device, Wait waits for the device). With several
+// layers the source's goroutine only submits, and the layer's goroutine waits, so a slow
+// device holds up its own layer only.
+type asyncScaler interface {
+	Submit(f *media.Frame, w, h int) error
+	Wait() (*media.Frame, error)
+}
+
 // LayerConfig is one encode of the source.
 type LayerConfig struct {
 	Quality Quality
@@ -83,12 +93,14 @@ type Layer struct {
 	soft  *scale.Scaler
 	black *media.Frame // the privacy picture at the layer's size
 
-	// in hands a prepared picture to the layer's goroutine (several layers only); busy is
-	// true from the hand-off until the encode is done.
-	in      chan *media.Frame
-	busy    atomic.Bool
-	active  atomic.Bool
-	dropped atomic.Uint64 // frames skipped because the layer was still busy
+	// in hands a prepared picture to the layer's goroutine (several layers only), or nil when
+	// the picture is in the hardware scaler, to be waited for there; busy is true from the
+	// hand-off until the encode is done. hwFailed is set there when that wait failed.
+	in       chan *media.Frame
+	hwFailed bool
+	busy     atomic.Bool
+	active   atomic.Bool
+	dropped  atomic.Uint64 // frames skipped because the layer was still busy
 
 	// Keyframe requests are counted rather than flagged so that an IDR encoded while a new
 	// request arrives does not swallow it: the request is served only by a later IDR.
@@ -197,9 +209,44 @@ func (l *Layer) Status() LayerStatus {
 // work encodes what handle hands over, until Run closes in.
 func (l *Layer) work() {
 	for f := range l.in {
+		if f == nil { // submitted to the hardware scaler: wait for it here
+			var err error
+			if f, err = l.hw.(asyncScaler).Wait(); err != nil {
+				l.hwFailed = true // the source's goroutine closes it before the next frame
+				l.fail(fmt.Errorf("scale: %w", err), nil)
+				l.busy.Store(false)
+				continue
+			}
+		}
 		l.encode(f)
 		l.busy.Store(false)
 	}
+}
+
+// submit starts the layer's picture of f in an asynchronous hardware scaler; ok is false when
+// there is none (or it just failed), and the picture must be made with scale.
+func (l *Layer) submit(f *media.Frame) (ok bool) {
+	if l.hwFailed {
+		l.dropHardware(errors.New("it failed on the previous frame"))
+	}
+	as, async := l.hw.(asyncScaler)
+	if !async || (l.w == f.Width && l.h == f.Height) {
+		return false
+	}
+	if err := as.Submit(f, l.w, l.h); err != nil {
+		l.dropHardware(err)
+		return false
+	}
+	l.setScaler(l.hw.Name())
+	return true
+}
+
+// dropHardware closes a failed hardware scaler: the layer scales in software from now on.
+func (l *Layer) dropHardware(err error) {
+	l.p.log.Warn("hardware scaler failed; this layer scales in software from now on",
+		"layer", l.quality, "scaler", l.hw.Name(), "err", err)
+	l.hw.Close()
+	l.hw, l.hwFailed = nil, false
 }
 
 // scale makes the layer's picture of f in the layer's own memory: the hardware scaler when
@@ -216,10 +263,7 @@ func (l *Layer) scale(f *media.Frame) (*media.Frame, error) {
 			l.setScaler(l.hw.Name())
 			return out, nil
 		}
-		l.p.log.Warn("hardware scaler failed; this layer scales in software from now on",
-			"layer", l.quality, "scaler", l.hw.Name(), "err", err)
-		l.hw.Close()
-		l.hw = nil
+		l.dropHardware(err)
 	}
 	l.setScaler(l.soft.Name())
 	return l.soft.Scale(f, w, h)
@@ -301,6 +345,10 @@ func (l *Layer) fail(err error, f *media.Frame) {
 	l.mu.Unlock()
 	if l == l.p.topActive() {
 		l.p.setErr(err)
+	}
+	if f == nil { // the frame was in the hardware scaler
+		l.p.log.Warn("frame dropped", "layer", l.quality, "err", err)
+		return
 	}
 	l.p.log.Warn("frame dropped", "layer", l.quality, "frame", f.Seq, "err", err)
 }

@@ -333,3 +333,62 @@ func TestEveryLayerOffIsNeitherAStallNorDown(t *testing.T) {
 		}
 	})
 }
+
+// slowDevice is an asynchronous hardware scaler: Submit copies the frame's luma, Wait takes
+// delay (the device working) and fails from the failAt-th picture on.
+type slowDevice struct {
+	fakeScaler
+	delay   time.Duration
+	luma    byte
+	w, h    int
+	waits   int
+	submits int
+}
+
+func (s *slowDevice) Submit(f *media.Frame, w, h int) error {
+	s.submits++
+	s.luma, s.w, s.h = f.Planes[0][0], w, h
+	return nil
+}
+
+func (s *slowDevice) Wait() (*media.Frame, error) {
+	s.waits++
+	time.Sleep(s.delay)
+	if s.failAt > 0 && s.waits >= s.failAt {
+		return nil, errors.New("device wedged")
+	}
+	buf := make([]byte, s.w*s.h*3/2)
+	for i := range buf {
+		buf[i] = s.luma - 1 // tells the device's pictures from software's
+	}
+	s.pic = media.Frame{Format: media.PixelFormatI420, Width: s.w, Height: s.h,
+		Planes: [3][]byte{buf[:s.w*s.h], buf[s.w*s.h : s.w*s.h*5/4], buf[s.w*s.h*5/4:]}, Strides: [3]int{s.w, s.w / 2, s.w / 2}}
+	return &s.pic, nil
+}
+
+func TestSlowHardwareScalerHoldsUpOnlyItsLayer(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		// 25 ms per picture at 100 fps, failing at the 6th: the low layer gets one frame in
+		// three while the device works, loses the 6th, then scales in software.
+		dev := &slowDevice{delay: 25 * time.Millisecond, fakeScaler: fakeScaler{failAt: 6}}
+		r := threeLayers(t, -1, 0, map[Quality]Scaler{QualityLow: dev})
+		time.Sleep(time.Second + 5*time.Millisecond)
+		r.stop()
+		for _, q := range []Quality{QualityMedium, QualityHigh} {
+			if n := len(r.encs[q].sizes); n != r.src.frames {
+				t.Errorf("%v layer encoded %d of %d frames next to a slow hardware scaler", q, n, r.src.frames)
+			}
+		}
+		low := r.encs[QualityLow].lumas
+		if !slicesEqual(low[:5], 199) || !slicesEqual(low[5:], 200) {
+			t.Errorf("low layer lumas %v; want 5 pictures from the device (199), then software (200)", low)
+		}
+		st := r.p.Layer(QualityLow).Status()
+		if dev.submits != 6 || !dev.closed || st.Scaler != "software" {
+			t.Errorf("device: %d submits, closed %v; layer scaler %q", dev.submits, dev.closed, st.Scaler)
+		}
+		if int(st.Dropped)+len(low)+1 != r.src.frames {
+			t.Errorf("low layer: %d dropped + %d encoded + 1 lost in the device != %d frames", st.Dropped, len(low), r.src.frames)
+		}
+	})
+}

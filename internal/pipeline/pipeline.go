@@ -111,6 +111,12 @@ func New(cfg Config) *Pipeline {
 // Run captures, encodes and delivers until ctx is done. A source that fails is run again
 // with backoff: viewers keep their sessions and get pictures again when it comes back.
 func (p *Pipeline) Run(ctx context.Context) error {
+	// Scalers close last, after the layers' goroutines (which may wait on one) have ended.
+	defer func() {
+		for _, l := range p.layers {
+			l.closeScalers()
+		}
+	}()
 	if len(p.layers) > 1 {
 		var workers sync.WaitGroup
 		for _, l := range p.layers {
@@ -124,11 +130,6 @@ func (p *Pipeline) Run(ctx context.Context) error {
 			workers.Wait()
 		}()
 	}
-	defer func() {
-		for _, l := range p.layers {
-			l.closeScalers()
-		}
-	}()
 	backoff := p.retryMin
 	for {
 		start := time.Now()
@@ -189,9 +190,12 @@ func (p *Pipeline) handle(f *media.Frame) {
 			continue
 		}
 		in := f
-		if muted {
+		switch {
+		case muted:
 			in = l.blackFrame(f)
-		} else {
+		case l.submit(f):
+			in = nil // the layer's goroutine waits for the hardware scaler
+		default:
 			var err error
 			if in, err = l.scale(f); err != nil {
 				l.busy.Store(false)
