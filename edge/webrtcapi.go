@@ -10,6 +10,8 @@ import (
 	"github.com/pion/interceptor"
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
+
+	"github.com/edgeflux/edge/internal/batchudp"
 )
 
 // H264Codec is what the appliance camera sends: constrained baseline, packetization mode 1.
@@ -113,12 +115,23 @@ func settingEngine(cfg Config) (webrtc.SettingEngine, io.Closer, error) {
 		se.SetNAT1To1IPs(cfg.NAT1To1IPs, webrtc.ICECandidateTypeHost)
 	}
 	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeUDP6})
+	// Every media socket batches its writes: a packet fanned out to many viewers leaves in
+	// a few sendmmsg calls instead of one sendto each.
+	bnet, err := batchudp.NewNet()
+	if err != nil {
+		return se, nil, fmt.Errorf("network: %w", err)
+	}
+	se.SetNet(bnet)
 	// A participant that walks away is noticed in seconds, not the default 25 s.
 	se.SetICETimeouts(4*time.Second, 8*time.Second, 2*time.Second)
 	if cfg.UDPPort <= 0 {
 		return se, nil, nil
 	}
-	opts := []ice.UDPMuxFromPortOption{ice.UDPMuxFromPortWithNetworks(ice.NetworkTypeUDP4, ice.NetworkTypeUDP6)}
+	opts := []ice.UDPMuxFromPortOption{
+		ice.UDPMuxFromPortWithNetworks(ice.NetworkTypeUDP4, ice.NetworkTypeUDP6),
+		ice.UDPMuxFromPortWithNet(bnet),
+		ice.UDPMuxFromPortWithWriteBufferSize(4 << 20), ice.UDPMuxFromPortWithReadBufferSize(4 << 20),
+	}
 	if filter != nil {
 		opts = append(opts, ice.UDPMuxFromPortWithInterfaceFilter(filter))
 	}
