@@ -3,6 +3,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -79,6 +80,7 @@ func (v pageView) received(from, kind string) (remoteTrack, bool) {
 // meetingPage is one Chromium in the meeting.
 type meetingPage struct {
 	id    string
+	ctx   context.Context
 	run   func(expr string) (string, error)
 	close func()
 	last  pageView
@@ -199,7 +201,7 @@ func TestE2EMeetingThreeBrowsersAndTheCamera(t *testing.T) {
 		if _, err := chromedp.Run(ctx, chromedp.Navigate(d.url+"/?video=640x360@15#token="+meetingToken(t, id))); err != nil {
 			t.Fatal(err)
 		}
-		pages = append(pages, &meetingPage{id: id, close: closeBrowser, run: func(expr string) (string, error) {
+		pages = append(pages, &meetingPage{id: id, ctx: ctx, close: closeBrowser, run: func(expr string) (string, error) {
 			return chromedp.Run(ctx, chromedp.Evaluate[string](expr, chromedp.EvalAwaitPromise))
 		}})
 	}
@@ -344,6 +346,7 @@ func TestE2EMeetingThreeBrowsersAndTheCamera(t *testing.T) {
 		}
 	}
 	logPairs()
+	screenshot(t, alice.ctx, "meeting-alice")
 
 	// Carol closes her browser; Alice and Bob see her go.
 	carol := pages[2]
@@ -354,6 +357,7 @@ func TestE2EMeetingThreeBrowsersAndTheCamera(t *testing.T) {
 		return !listed && !slices.Contains(v.Tiles, "carol")
 	})
 	t.Logf("carol's leaving reached the other pages in %v", time.Since(left).Round(time.Millisecond))
+	screenshot(t, bob.ctx, "meeting-bob-after-carol-left")
 	if got := roomParticipants(t, d); !slices.Equal(got, []string{"alice", "bob", "camera"}) {
 		t.Errorf("/api/rooms lists %v after carol left; want alice, bob and camera", got)
 	}
