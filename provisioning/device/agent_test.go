@@ -3,6 +3,8 @@ package device_test
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -475,4 +477,44 @@ func TestNoSecretsInLogs(t *testing.T) {
 		}
 	}
 	t.Logf("%d log lines checked for %d secrets", strings.Count(logs, "\n"), len(secrets))
+}
+
+// TestAgentRefusesForeignKey: a server that signs with a key other than the fleet key the
+// device enrolled with (rotated without the devices, or an impostor with the database) cannot
+// configure it; the device keeps its configuration and reports why in its heartbeat, where
+// the operator sees it.
+func TestAgentRefusesForeignKey(t *testing.T) {
+	leakcheck.Check(t)
+	env := provtest.Start(t, "sqlite:"+filepath.Join(t.TempDir(), "fleet.db"), provtest.Options{})
+	env.PutGroup(t, "lab", yml(1500))
+	c, _ := env.Claim(t, "lab", 1, time.Hour, false)
+	d := newDevice(t, c, "SN-1")
+	d.start(t)
+	d.waitVersion(t, 1, 10*time.Second)
+	good := fileOrEmpty(d.configPath)
+
+	_, other, _ := ed25519.GenerateKey(rand.Reader)
+	env.ResignWith(t, other)
+	if err := admin(t, env, "PUT", "/v1/admin/groups/lab", api.GroupPut{Config: yml(2500)}, nil); err != nil {
+		t.Fatal(err)
+	}
+	id := d.agent.Identity().DeviceID
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		dev, _ := env.Store.Device(context.Background(), id)
+		if strings.Contains(dev.LastError, "does not verify with the fleet key") {
+			if dev.Health != "degraded" || dev.AppliedVersion != 1 {
+				t.Fatalf("device reports %+v", dev)
+			}
+			t.Logf("device refused and reported: %s", dev.LastError)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("device did not report the refusal; its log:\n%s", d.logs)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if fileOrEmpty(d.configPath) != good {
+		t.Fatal("configuration changed")
+	}
 }

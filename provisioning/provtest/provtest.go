@@ -174,6 +174,15 @@ func (e *Env) Restart(t testing.TB) {
 	e.serve(t, ln)
 }
 
+// ResignWith makes the server sign bundles with key from now on (a rotated or stolen server
+// key, from the devices' point of view).
+func (e *Env) ResignWith(t testing.TB, key ed25519.PrivateKey) {
+	t.Helper()
+	e.Stop()
+	e.cfg.SigningKey = key
+	e.Restart(t)
+}
+
 // Claim creates a claim token through the store and returns the claim file for it.
 func (e *Env) Claim(t testing.TB, group string, uses int, ttl time.Duration, approval bool) (claim.Claim, api.ClaimToken) {
 	t.Helper()
