@@ -147,8 +147,12 @@ func (s *Scaler) channel(dst []byte, dstStride int, dc channel, src []byte, srcS
 		} else {
 			halfN(dst, dstStride, dc, src, srcStride, sc)
 		}
-	case sc.width == 4*dc.width && sc.high == 4*dc.high && sc.step == 1 && dc.step == 1:
-		quarter1(dst, dstStride, src, srcStride, dc.width, dc.high)
+	case sc.width == 4*dc.width && sc.high == 4*dc.high:
+		if sc.step == 1 && dc.step == 1 {
+			quarter1(dst, dstStride, src, srcStride, dc.width, dc.high)
+		} else {
+			quarterN(dst, dstStride, dc, src, srcStride, sc)
+		}
 	default:
 		s.area(dst, dstStride, dc, src, srcStride, sc)
 	}
@@ -212,6 +216,24 @@ func quarter1(dst []byte, dstStride int, src []byte, srcStride int, w, h int) {
 				uint(c[0]) + uint(c[1]) + uint(c[2]) + uint(c[3]) +
 				uint(e[0]) + uint(e[1]) + uint(e[2]) + uint(e[3])
 			d[x] = byte((sum + 8) >> 4)
+		}
+	}
+}
+
+// quarterN quarters an interleaved channel.
+func quarterN(dst []byte, dstStride int, dc channel, src []byte, srcStride int, sc channel) {
+	ss, ds := sc.step, dc.step
+	span := 3*ss + 1
+	for y := range dc.high {
+		d := dst[y*dstStride+dc.off:]
+		for x := range dc.width {
+			var sum uint
+			for r := range 4 {
+				i := (4*y+r)*srcStride + sc.off + 4*x*ss
+				row := src[i : i+span : i+span]
+				sum += uint(row[0]) + uint(row[ss]) + uint(row[2*ss]) + uint(row[3*ss])
+			}
+			d[x*ds] = byte((sum + 8) >> 4)
 		}
 	}
 }
