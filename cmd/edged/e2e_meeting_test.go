@@ -14,6 +14,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/edgeflux/edge/internal/roomclient"
 	"github.com/edgeflux/edge/internal/token"
 )
 
@@ -364,4 +365,72 @@ func TestE2EMeetingThreeBrowsersAndTheCamera(t *testing.T) {
 	// The two who stay still decode each other and the camera.
 	until(t, pages[:2], 10*time.Second, "alice and bob still decoding", decodingAll([]string{"camera", "alice", "bob"}))
 	t.Logf("whole meeting test %v", time.Since(begin).Round(time.Millisecond))
+}
+
+// TestE2EMeetingPageReconnectsButNotWhenReplaced: a view-only page whose WebSocket drops
+// joins again by itself and plays the camera again; a page whose identity is taken by another
+// session (a reload elsewhere) says so and stays out until asked to join again.
+func TestE2EMeetingPageReconnectsButNotWhenReplaced(t *testing.T) {
+	d := startDaemon(t, "EDGED_CAMERA_WIDTH=640", "EDGED_CAMERA_HEIGHT=360", "EDGED_CAMERA_FPS=15")
+	ctx := browser(t) // no camera or microphone: view only
+	tok := meetingToken(t, "dave")
+	if _, err := chromedp.Run(ctx, chromedp.Navigate(d.url+"/?publish=0#token="+tok)); err != nil {
+		t.Fatal(err)
+	}
+	page := &meetingPage{id: "dave", ctx: ctx, run: func(expr string) (string, error) {
+		return chromedp.Run(ctx, chromedp.Evaluate[string](expr, chromedp.EvalAwaitPromise))
+	}}
+	pages := []*meetingPage{page}
+	decodingCamera := func(_ *meetingPage, v pageView) bool {
+		cam, ok := v.received("camera", "video")
+		return v.State == "live" && ok && cam.FramesDecoded > 0
+	}
+	until(t, pages, 20*time.Second, "dave decoding the camera", decodingCamera)
+
+	// The socket drops: the page joins again on a new subscribe connection.
+	if _, err := page.run(`(window.edge.sub.old = true, window.edge.room.ws.close(4000, 'test'), 'ok')`); err != nil {
+		t.Fatal(err)
+	}
+	dropped := time.Now()
+	until(t, pages, 20*time.Second, "dave back and decoding the camera on a new connection", func(p *meetingPage, v pageView) bool {
+		raw, err := p.run(`String(!!window.edge.sub && !window.edge.sub.old)`)
+		return err == nil && raw == "true" && decodingCamera(p, v)
+	})
+	t.Logf("the page was back and decoding %v after its socket dropped", time.Since(dropped).Round(time.Millisecond))
+
+	// Another session as dave replaces the page's.
+	rctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	other, err := roomclient.Dial(rctx, roomclient.Options{URL: "ws" + strings.TrimPrefix(d.url, "http") + "/rtc", Token: tok, LoopbackOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	readBanner := func() string {
+		raw, _ := page.run(`document.querySelector('#banner').hidden ? '' : document.querySelector('#banner-text').textContent`)
+		return raw
+	}
+	until(t, pages, 10*time.Second, "the page saying it was replaced", func(_ *meetingPage, v pageView) bool {
+		return v.State == "left" && strings.Contains(readBanner(), "another tab")
+	})
+	// Nothing to wait for here: the page must not do something. Its first retry would come
+	// within 1.25 s; give it 3 s.
+	time.Sleep(3 * time.Second)
+	if v, err := page.read(); err != nil || v.State != "left" {
+		t.Errorf("page state %q (%v) 3 s after it was replaced; want it to stay left", v.State, err)
+	}
+	for _, m := range other.Messages() {
+		if m.Type() == "leave" {
+			t.Fatalf("the replaced page took its identity back by itself: the other session got %v", m)
+		}
+	}
+
+	// Join again, by hand: the page is back, and the other session is the one replaced.
+	if _, err := page.run(`(document.querySelector('#rejoin').click(), 'ok')`); err != nil {
+		t.Fatal(err)
+	}
+	until(t, pages, 20*time.Second, "dave back after Join again", decodingCamera)
+	if _, err := other.Wait(rctx, func(m roomclient.Message) bool { return m.Type() == "leave" && m["reason"] == "replaced" }); err != nil {
+		t.Errorf("the other session was not replaced when the page joined again: %v", err)
+	}
 }
