@@ -1,6 +1,7 @@
 package device
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/ed25519"
@@ -366,8 +367,20 @@ func TestRollback(t *testing.T) {
 	if _, err := a.Apply(ctx, mkBundle(t, key, testDevice, 3, cfgYAML(1000, port3))); err != nil {
 		t.Fatalf("version 3: %v", err)
 	}
+	// A viewer's connection to edged stays open across a live change: edged is reloaded, not
+	// restarted (same process, same connection, new bitrate).
+	call, err := net.Dial("tcp", port3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer call.Close()
+	before := request(t, call)
 	if _, err := a.Apply(ctx, mkBundle(t, key, testDevice, 4, cfgYAML(3000, port3))); err != nil {
 		t.Fatalf("version 4: %v", err)
+	}
+	after := request(t, call)
+	if pid := strings.Fields(before)[1]; !strings.Contains(after, pid) || !strings.Contains(after, "bitrate=3000") {
+		t.Fatalf("live change: before %q, after %q on the same connection", before, after)
 	}
 	if want := []bool{false, false, false, false, true}; fmt.Sprint(e.activates) != fmt.Sprint(want) {
 		t.Fatalf("activations (live?) %v, want %v", e.activates, want)
@@ -375,4 +388,20 @@ func TestRollback(t *testing.T) {
 	if a.LastError() != "" {
 		t.Fatalf("last error after a good apply: %q", a.LastError())
 	}
+}
+
+// request sends GET / on an open connection and returns the body's line.
+func request(t *testing.T, c net.Conn) string {
+	t.Helper()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Write([]byte("GET / HTTP/1.1\r\nHost: edged\r\n\r\n")); err != nil {
+		t.Fatalf("the call's connection was dropped: %v", err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("the call's connection was dropped: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	return string(body)
 }

@@ -4,11 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
+	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -22,10 +25,14 @@ import (
 const envFakeEdged = "EDGE_TEST_FAKE_EDGED"
 
 func fakeEdged(path string) int {
-	cfg, err := config.Load(path, nil)
-	if err == nil {
-		err = cfg.Validate()
+	load := func() (config.Config, error) {
+		cfg, err := config.Load(path, nil)
+		if err == nil {
+			err = cfg.Validate()
+		}
+		return cfg, err
 	}
+	cfg, err := load()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "fake edged:", err)
 		return 1
@@ -35,15 +42,32 @@ func fakeEdged(path string) int {
 		fmt.Fprintln(os.Stderr, "fake edged:", err)
 		return 1
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGHUP)
-	defer stop()
+	var mu sync.Mutex
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprintf(w, "ok bitrate=%d\n", cfg.Encoder.BitrateKbps)
+		mu.Lock()
+		defer mu.Unlock()
+		fmt.Fprintf(w, "ok pid=%d bitrate=%d\n", os.Getpid(), cfg.Encoder.BitrateKbps)
 	})}
 	go srv.Serve(ln)
-	<-ctx.Done()
-	srv.Close()
-	return 0
+	// SIGHUP: the reload edged would need for live changes: re-read the file and take the
+	// new settings without closing the listener or its connections.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+	defer stop()
+	for {
+		select {
+		case <-hup:
+			if next, err := load(); err == nil && LiveApplicable(cfg, next) {
+				mu.Lock()
+				cfg = next
+				mu.Unlock()
+			}
+		case <-ctx.Done():
+			srv.Close()
+			return 0
+		}
+	}
 }
 
 // edgedProcess runs the stand-in under test control: Activate restarts it, Ready polls it.
@@ -73,6 +97,9 @@ func (e *edgedProcess) hooks() Hooks {
 	return Hooks{
 		Activate: func(ctx context.Context, live bool) error {
 			e.activates = append(e.activates, live)
+			if live && e.cmd != nil {
+				return e.cmd.Process.Signal(syscall.SIGHUP) // reload: no restart, no dropped call
+			}
 			e.stop()
 			e.cmd = newChild(e.t, envFakeEdged+"="+e.configPath)
 			e.cmd.Stderr = nil
@@ -97,8 +124,10 @@ func (e *edgedProcess) hooks() Hooks {
 				resp, err := http.DefaultClient.Do(req)
 				cancel()
 				if err == nil {
+					body, _ := io.ReadAll(resp.Body)
 					resp.Body.Close()
-					if resp.StatusCode == 200 {
+					// Ready means running with this configuration.
+					if resp.StatusCode == 200 && strings.Contains(string(body), fmt.Sprintf("bitrate=%d\n", cfg.Encoder.BitrateKbps)) {
 						return nil
 					}
 				}
