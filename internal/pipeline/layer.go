@@ -73,9 +73,10 @@ type LayerConfig struct {
 	Encoder       encoder.Encoder // opened at Width x Height; the caller closes it
 	// Sink takes the layer's access units; nil drops them until SetSink gives one.
 	Sink Sink
-	// Scaler, when not nil, makes the layer's pictures (a hardware scaler); the pipeline
-	// closes it when Run returns. If it fails, the layer logs it once and scales in software
-	// from then on. Without one the layer scales in software.
+	// Scaler, when not nil, makes the layer's pictures (a hardware scaler; one that also has
+	// Submit and Wait, as encoder/v4l2m2m's does, is waited for on the layer's goroutine). The
+	// pipeline closes it when Run returns. If it fails, the layer logs it once and scales in
+	// software from then on. Without one the layer scales in software.
 	Scaler Scaler
 }
 
@@ -88,7 +89,8 @@ type Layer struct {
 	enc     encoder.Encoder
 	sink    atomic.Pointer[sinkRef]
 
-	// Scalers are used on the source's goroutine only, while the layer is not busy.
+	// Scalers are used on the source's goroutine while the layer is not busy; only an
+	// asynchronous hardware scaler's Wait runs on the layer's goroutine, while it is busy.
 	hw    Scaler // nil when none was given or after it failed
 	soft  *scale.Scaler
 	black *media.Frame // the privacy picture at the layer's size
