@@ -512,9 +512,12 @@ func operatorToken(secret []byte) string {
 }
 
 // cameraTrack makes the appliance camera's SFU track, one layer per pipeline layer: viewers'
-// keyframe requests reach that layer's encoder, and a layer nobody receives stops encoding.
+// keyframe requests reach that layer's encoder, and a lower layer nobody receives stops
+// encoding. The top layer always runs: the status shows the camera works, and a viewer that
+// joins gets its first picture without waiting for an encoder to start.
 func cameraTrack(pipe *pipeline.Pipeline, width, height int) *sfu.Track {
 	byLayer := map[*sfu.Layer]*pipeline.Layer{}
+	top := pipe.Top()
 	track := sfu.NewTrack(sfu.TrackInfo{ID: "camera-video", Kind: webrtc.RTPCodecTypeVideo, Source: "camera", Codec: edge.H264Codec},
 		edge.CameraID,
 		func(l *sfu.Layer) {
@@ -523,11 +526,8 @@ func cameraTrack(pipe *pipeline.Pipeline, width, height int) *sfu.Track {
 			}
 		},
 		func(active []*sfu.Layer) {
-			if len(byLayer) < 2 {
-				return // a single layer keeps encoding: its status shows the camera works
-			}
 			for sl, pl := range byLayer {
-				pl.SetActive(slices.Contains(active, sl))
+				pl.SetActive(pl == top || slices.Contains(active, sl))
 			}
 		})
 	for _, pl := range pipe.Layers() {
@@ -538,6 +538,7 @@ func cameraTrack(pipe *pipeline.Pipeline, width, height int) *sfu.Track {
 		l := track.AddLayer(pl.RID(), sfu.Quality(pl.Quality()), w, h)
 		byLayer[l] = pl
 		pl.SetSink(l)
+		pl.SetActive(pl == top)
 	}
 	return track
 }
