@@ -28,6 +28,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, environ [
 	state := fs.String("state", "/var/lib/edge-provision", "state directory: device key (0600), certificate, last good configuration")
 	cfgPath := fs.String("config", "/etc/edged/edged.yaml", "edged's configuration file, written by this agent")
 	claimPath := fs.String("claim", "/boot/edge-claim.json", "claim file written by the flasher (server, CA fingerprint, claim token)")
+	imageClaim := fs.String("image-claim", "/usr/share/edge-provision/claim.json", "claim built into the image, used when -claim does not exist")
 	restartCmd := fs.String("restart-cmd", "systemctl restart edged.service", "command that makes edged start again with the new configuration")
 	reloadCmd := fs.String("reload-cmd", "", "command that makes edged apply live-applicable changes without a restart (e.g. systemctl reload edged.service); empty: restart")
 	readyCmd := fs.String("ready-cmd", "systemctl is-active --quiet edged.service", "command that succeeds once edged is ready; polled")
@@ -94,7 +95,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, environ [
 	}
 	agent, err := device.New(device.Config{
 		Status:   status,
-		StateDir: *state, ConfigPath: *cfgPath, ClaimPath: *claimPath, Hardware: hw, Hooks: hooks,
+		StateDir: *state, ConfigPath: *cfgPath, ClaimPath: *claimPath, ImageClaimPath: *imageClaim, Hardware: hw, Hooks: hooks,
 		AgentVersion: version, FirmwareVersion: *firmware, HeartbeatEvery: *heartbeat, ReadyTimeout: *readyTimeout,
 		Logger: log.With("component", "provision"),
 	})

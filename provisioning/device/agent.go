@@ -52,9 +52,13 @@ type Status struct {
 type Config struct {
 	StateDir   string
 	ConfigPath string // edged's configuration file
-	ClaimPath  string // the claim file on the boot partition
-	Hardware   Hardware
-	Hooks      Hooks
+	ClaimPath  string // the claim file on the boot partition (written by the flasher)
+	// ImageClaimPath is a claim built into the image, used when ClaimPath does not exist (its
+	// token cannot be removed from a read-only image: only the hash is stored server-side, and
+	// the token's quota and expiry bound what a copy can do).
+	ImageClaimPath string
+	Hardware       Hardware
+	Hooks          Hooks
 	// Status reports edged's state for heartbeats (nil: health "ok" while a configuration is in
 	// force).
 	Status          func(ctx context.Context) Status
@@ -339,13 +343,18 @@ func (a *Agent) enrolLoop(ctx context.Context, key *ecdsa.PrivateKey) (Identity,
 }
 
 func (a *Agent) enrolOnce(ctx context.Context, key *ecdsa.PrivateKey) (Identity, error) {
-	data, err := os.ReadFile(a.cfg.ClaimPath)
+	path := a.cfg.ClaimPath
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) && a.cfg.ImageClaimPath != "" {
+		path = a.cfg.ImageClaimPath
+		data, err = os.ReadFile(path)
+	}
 	if err != nil {
 		return Identity{}, fmt.Errorf("%w: %w", ErrNoClaim, err)
 	}
 	c, err := claim.Parse(data)
 	if err != nil {
-		return Identity{}, fmt.Errorf("claim %s: %w", a.cfg.ClaimPath, err)
+		return Identity{}, fmt.Errorf("claim %s: %w", path, err)
 	}
 	resp, err := Enrol(ctx, c, key, a.cfg.Hardware)
 	if err != nil {
@@ -361,8 +370,8 @@ func (a *Agent) enrolOnce(ctx context.Context, key *ecdsa.PrivateKey) (Identity,
 	// The token has done its job: remove it from the claim (the rest stays, for diagnosis).
 	c.Token = ""
 	if out, err := c.Encode(); err == nil {
-		if err := atomicfile.Write(a.cfg.ClaimPath, out, 0o600); err != nil {
-			a.log.Warn("could not remove the used claim token from the claim file", "path", a.cfg.ClaimPath, "err", err)
+		if err := atomicfile.Write(path, out, 0o600); err != nil {
+			a.log.Warn("could not remove the used claim token from the claim file", "path", path, "err", err)
 		}
 	}
 	a.log.Info("enrolled", "device", id.DeviceID, "server", id.Server, "status", id.Status)

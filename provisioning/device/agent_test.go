@@ -518,3 +518,31 @@ func TestAgentRefusesForeignKey(t *testing.T) {
 		t.Fatal("configuration changed")
 	}
 }
+
+// TestImageClaim: without a claim on the boot partition, the claim built into the image is
+// used; a read-only image claim keeps its token (and the agent says so).
+func TestImageClaim(t *testing.T) {
+	leakcheck.Check(t)
+	env := provtest.Start(t, "sqlite:"+filepath.Join(t.TempDir(), "fleet.db"), provtest.Options{})
+	env.PutGroup(t, "lab", yml(1500))
+	c, _ := env.Claim(t, "lab", 5, time.Hour, false)
+	dir := t.TempDir()
+	image := filepath.Join(dir, "image", "claim.json")
+	os.MkdirAll(filepath.Dir(image), 0o755)
+	provtest.WriteClaim(t, image, c)
+	os.Chmod(filepath.Dir(image), 0o555) // read-only, as in a squashfs image
+	defer os.Chmod(filepath.Dir(image), 0o755)
+	logs := &provtest.SyncBuffer{}
+	agent, err := device.New(device.Config{StateDir: filepath.Join(dir, "state"), ConfigPath: filepath.Join(dir, "edged.yaml"),
+		ClaimPath: filepath.Join(dir, "boot", "edge-claim.json"), ImageClaimPath: image, Hardware: device.Hardware{Serial: "SN-9"},
+		BackoffMin: 50 * time.Millisecond, BackoffMax: 200 * time.Millisecond, Logger: slog.New(slog.NewJSONHandler(logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &testDevice{dir: dir, configPath: filepath.Join(dir, "edged.yaml"), stateDir: filepath.Join(dir, "state"), logs: logs, agent: agent}
+	d.start(t)
+	d.waitVersion(t, 1, 10*time.Second)
+	if os.Geteuid() != 0 && !strings.Contains(logs.String(), "could not remove the used claim token") {
+		t.Errorf("no warning about the token left in the read-only image:\n%s", logs)
+	}
+}
