@@ -41,6 +41,7 @@ vboard-test: deps-test
 ## test-systemd: the unit's exposure must stay at 2.5 or lower (systemd-analyze's 0-100 scale).
 test-systemd:
 	systemd-analyze security --offline=yes --threshold=25 systemd/edged.service
+	systemd-analyze security --offline=yes --threshold=25 systemd/edge-provision.service
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); [ -z "$$out" ] || { echo "gofmt needed:"; echo "$$out"; exit 1; }
@@ -53,7 +54,7 @@ lint:
 
 ## bench: encoder and pipeline figures at 1280x720 30 fps (a table from go test -bench).
 bench: deps-run
-	$(GO) test -run '^$$' -bench . -benchtime 300x ./cmd/edged/ ./edge/ ./device/... ./encoder/...
+	$(GO) test -run '^$$' -bench . -benchtime 300x ./cmd/edged/ ./edge/... ./device/... ./encoder/... ./internal/batchudp/
 
 ## fuzz: each fuzz target for FUZZTIME (CI runs only the committed seed corpora, in test-unit).
 fuzz:
