@@ -304,34 +304,59 @@ func (s *Scaler) area(dst []byte, dstStride int, dc channel, src []byte, srcStri
 	acc := s.acc[:sc.width]
 	const round = 1 << (2*weightBits - 1)
 	for y := range dc.high {
-		clear(acc)
-		wy := ay.w[y*ay.taps : (y+1)*ay.taps]
-		for k, w := range wy {
+		// Vertical: the first source row with a weight sets the sums, the others add.
+		set := true
+		for k, w := range ay.w[y*ay.taps : (y+1)*ay.taps] {
 			if w == 0 {
 				continue
 			}
 			row := src[(ay.first[y]+k)*srcStride+sc.off:]
-			if sc.step == 1 {
-				row = row[:len(acc)]
-				for x, v := range row {
+			switch {
+			case sc.step == 1 && set:
+				for x, v := range row[:len(acc)] {
+					acc[x] = w * uint32(v)
+				}
+			case sc.step == 1:
+				for x, v := range row[:len(acc)] {
 					acc[x] += w * uint32(v)
 				}
-				continue
+			case set:
+				for x := range acc {
+					acc[x] = w * uint32(row[x*sc.step])
+				}
+			default:
+				for x := range acc {
+					acc[x] += w * uint32(row[x*sc.step])
+				}
 			}
-			for x := range acc {
-				acc[x] += w * uint32(row[x*sc.step])
-			}
+			set = false
 		}
+		// Horizontal, with the usual two and three taps unrolled.
 		d := dst[y*dstStride+dc.off:]
 		taps := ax.taps
-		for x := range dc.width {
-			ws := ax.w[x*taps : x*taps+taps : x*taps+taps]
-			part := acc[ax.first[x] : ax.first[x]+taps : ax.first[x]+taps]
-			var sum uint32
-			for i, w := range ws {
-				sum += w * part[i]
+		switch taps {
+		case 2:
+			for x := range dc.width {
+				f := ax.first[x]
+				a, w := acc[f:f+2:f+2], ax.w[2*x:2*x+2:2*x+2]
+				d[x*dc.step] = byte((w[0]*a[0] + w[1]*a[1] + round) >> (2 * weightBits))
 			}
-			d[x*dc.step] = byte((sum + round) >> (2 * weightBits))
+		case 3:
+			for x := range dc.width {
+				f := ax.first[x]
+				a, w := acc[f:f+3:f+3], ax.w[3*x:3*x+3:3*x+3]
+				d[x*dc.step] = byte((w[0]*a[0] + w[1]*a[1] + w[2]*a[2] + round) >> (2 * weightBits))
+			}
+		default:
+			for x := range dc.width {
+				ws := ax.w[x*taps : x*taps+taps : x*taps+taps]
+				part := acc[ax.first[x] : ax.first[x]+taps : ax.first[x]+taps]
+				var sum uint32
+				for i, w := range ws {
+					sum += w * part[i]
+				}
+				d[x*dc.step] = byte((sum + round) >> (2 * weightBits))
+			}
 		}
 	}
 }
