@@ -208,11 +208,13 @@ func (a *Agent) pollLoop(ctx context.Context, client *Client, ap *Applier) {
 			if ctx.Err() != nil {
 				return
 			}
-			if failures == 0 || failures%10 == 0 {
-				a.log.Warn("cannot reach the provisioning server; keeping the configuration in force", "err", err, "attempt", failures+1)
-			}
 			if errors.Is(err, ErrRevoked) {
+				if failures == 0 || failures%10 == 0 {
+					a.log.Error("the server refuses this device's certificate (revoked); keeping the configuration in force", "attempt", failures+1)
+				}
 				a.setErr(err)
+			} else if failures == 0 || failures%10 == 0 {
+				a.log.Warn("cannot reach the provisioning server; keeping the configuration in force", "err", err, "attempt", failures+1)
 			}
 			a.backoff(ctx, failures)
 			failures++

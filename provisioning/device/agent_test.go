@@ -245,10 +245,26 @@ func TestServerRejects(t *testing.T) {
 
 	t.Run("revoked certificate", func(t *testing.T) {
 		id := first.agent.Identity().DeviceID
+		first.logs = &provtest.SyncBuffer{}
+		watcher := newDevice(t, single, "SN-1") // the first device's agent again, long-polling
+		watcher.stateDir, watcher.configPath = first.stateDir, first.configPath
+		watcher.agent, _ = device.New(device.Config{StateDir: first.stateDir, ConfigPath: first.configPath, ClaimPath: first.claimPath,
+			PollWait: 10 * time.Second, HeartbeatEvery: time.Hour, BackoffMin: time.Second, BackoffMax: time.Second,
+			Logger: slog.New(slog.NewJSONHandler(watcher.logs, nil))})
+		watcher.start(t)
+		time.Sleep(200 * time.Millisecond) // its long-poll is waiting
+		revokedAt := time.Now()
 		if err := admin(t, env, "POST", "/v1/admin/devices/"+id+"/revoke", nil, nil); err != nil {
 			t.Fatal(err)
 		}
-		first.stop()
+		for !strings.Contains(watcher.logs.String(), "refuses this device's certificate (revoked)") {
+			if time.Since(revokedAt) > 5*time.Second {
+				t.Fatalf("the waiting agent was not told of its revocation:\n%s", watcher.logs)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		t.Logf("a waiting device learned of its revocation %v after it", time.Since(revokedAt).Round(time.Millisecond))
+		watcher.stop()
 		configBefore := fileOrEmpty(first.configPath)
 		before := registry(t, env)
 		c := first.client(t, env.URL)

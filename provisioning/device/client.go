@@ -150,6 +150,9 @@ func (c *Client) Bundle(ctx context.Context, after uint64, wait time.Duration) (
 		if err != nil {
 			return nil, fmt.Errorf("bundle: %w", err)
 		}
+		if len(data) == 0 {
+			return nil, errors.New("bundle: empty answer")
+		}
 		return data, nil
 	case http.StatusNoContent:
 		return nil, nil

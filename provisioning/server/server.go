@@ -301,10 +301,17 @@ func (s *Server) handleBundle(w http.ResponseWriter, r *http.Request, d api.Devi
 		}
 		select {
 		case <-woken:
+			// Woken by a new bundle, or by a revocation: check the certificate again.
+			if _, err := s.cfg.Store.DeviceByCert(ctx, d.CertSerial); errors.Is(err, store.ErrDeviceRevoked) {
+				writeError(w, http.StatusForbidden, "certificate revoked")
+				return
+			}
 		case <-timer.C:
 			w.WriteHeader(http.StatusNoContent)
 			return
 		case <-ctx.Done():
+			// Shutting down (or the device went away): never an empty 200.
+			writeError(w, http.StatusServiceUnavailable, "server shutting down; retry")
 			return
 		}
 	}
