@@ -235,3 +235,34 @@ func TestEndpointsRequireTokens(t *testing.T) {
 }
 
 func fmtJSON(v any) string { b, _ := json.Marshal(v); return string(b) }
+
+// TestVanishedParticipantIsCleanedUp: a participant whose media connections die without a
+// word (a crashed app: the WebSocket stays open, nothing answers ICE) is removed once ICE
+// gives up, and the others are told.
+func TestVanishedParticipantIsCleanedUp(t *testing.T) {
+	leakcheck.Check(t)
+	ts := startServer(t, nil)
+	alice := participant(t, ts, "alice", everything)
+	ghost := participant(t, ts, "ghost", everything)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	v, a := mediaSource(t, "ghost")
+	if err := ghost.Publish(ctx, roomclient.Publication{Track: v, Source: "camera"}, roomclient.Publication{Track: a, Source: "microphone"}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "alice to receive the ghost", func() bool { return received(alice, "ghost", webrtc.RTPCodecTypeVideo, 10) })
+	// The ghost's peer connections vanish; its WebSocket stays open and silent.
+	for _, pc := range []*webrtc.PeerConnection{ghost.PublishConnection(), ghost.SubscribeConnection()} {
+		_ = pc.Close()
+	}
+	m, err := alice.Wait(ctx, func(m roomclient.Message) bool { return m.Type() == "participant_left" && m["participant_id"] == "ghost" })
+	if err != nil {
+		t.Fatal("the ghost was never cleaned up:", err)
+	}
+	if reason := fmt.Sprint(m["reason"]); !strings.Contains(reason, "connection") {
+		t.Errorf("left because %q; want its connection", reason)
+	}
+	if p := ts.srv.Room("main").Participant("ghost"); p != nil {
+		t.Error("the ghost is still in the room")
+	}
+}

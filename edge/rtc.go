@@ -191,7 +191,7 @@ func nonNil(ice []turn.ICEServer) []turn.ICEServer {
 	return ice
 }
 
-// watch ends the client when one of its connections fails.
+// watch ends the client when one of its connections fails or the client closes it.
 func (c *rtcClient) watch(pc *webrtc.PeerConnection, which string, connected func()) {
 	var once sync.Once
 	pc.OnConnectionStateChange(func(state webrtc.PeerConnectionState) {
@@ -200,8 +200,9 @@ func (c *rtcClient) watch(pc *webrtc.PeerConnection, which string, connected fun
 			if connected != nil {
 				once.Do(connected)
 			}
-		case webrtc.PeerConnectionStateFailed:
-			c.post(func() { c.end(which + " connection failed") })
+		case webrtc.PeerConnectionStateFailed, webrtc.PeerConnectionStateClosed:
+			// Closed without our asking means the client's DTLS said goodbye.
+			c.post(func() { c.end(which + " connection " + state.String()) })
 		}
 	})
 }
