@@ -10,7 +10,11 @@ import (
 // that fits its bandwidth estimate. A receiver-side estimate (REMB) cannot grow much past
 // what it receives, so a subscriber held on a low layer would stay there after its link got
 // better; it is offered the next layer up on trial from time to time, and keeps it only if
-// the trial causes no loss.
+// the trial causes no loss. A kept layer is held even where the estimate does not cover it
+// (Chrome's REMB climbs at most 8 % a second, and dips under CPU load) until loss shows the
+// link no longer carries it. Loss is the larger of what receiver reports say and the share
+// of packets that had to be retransmitted: retransmitted packets count as received in
+// receiver reports, which then hide a congested link.
 
 const (
 	fitMargin      = 0.9             // a layer fits when its bitrate is under this share of the estimate
@@ -19,6 +23,7 @@ const (
 	probeLength    = 2 * time.Second // how long a trial runs before it is judged
 	probeLossLimit = 0.04            // more loss than this during a trial ends it
 	steadyLoss     = 0.10            // more loss than this on a steady layer steps down
+	lossWindow     = time.Second     // retransmitted share of packets sent is measured over this
 )
 
 type probeState struct {
@@ -29,6 +34,47 @@ type probeState struct {
 	gap      time.Duration
 	settled  time.Time // when the current choice was made
 	lastPick *Layer
+	// proven is the layer the last passed trial showed the link carries, held even though
+	// the estimate does not cover it; nil when the estimate alone decides.
+	proven *Layer
+	failed time.Time // when the last trial failed: its loss is not the proven layer's
+
+	// Retransmitted share of the packets sent in the last lossWindow.
+	lossAt       time.Time
+	resent, sent uint64
+	resentShare  float64
+}
+
+// lossLocked is the share of packets lost on the way to the subscriber: the larger of the
+// latest receiver report's fraction lost and the share of packets sent over the last
+// lossWindow that were retransmissions. Receiver reports alone undercount a congested link
+// (packets retransmitted after a NACK count as received); retransmissions count only
+// packets the SFU had and sent, not the publisher's own losses, which it forwards as gaps.
+func (d *DownTrack) lossLocked(now time.Time) float64 {
+	pr := &d.probe
+	if now.Sub(pr.lossAt) >= lossWindow {
+		resent, sent := d.Retransmits.Load(), d.PacketsSent.Load()
+		pr.resentShare = 0
+		if !pr.lossAt.IsZero() && sent > pr.sent {
+			pr.resentShare = float64(resent-pr.resent) / float64(sent-pr.sent)
+		}
+		pr.lossAt, pr.resent, pr.sent = now, resent, sent
+	}
+	return max(d.loss, pr.resentShare)
+}
+
+// resendShare is the most of a subscriber's estimate that retransmissions may take: a
+// congested link must not fill up with retransmissions of what it already dropped, or the
+// keyframe of the lower layer it is moved to never gets through.
+const resendShare = 0.25
+
+// resendRateLocked is how many packets a second the down track may retransmit: resendRate,
+// or less when the subscriber's estimate is low (about 8 a second at 300 kbit/s).
+func (d *DownTrack) resendRateLocked() float64 {
+	if d.estimate <= 0 {
+		return resendRate
+	}
+	return min(resendRate, max(5, resendShare*float64(d.estimate)/8/rtpMTU))
 }
 
 // expectedBitrate is what a layer costs: measured when it flows, else a guess from its size
@@ -113,30 +159,47 @@ func (d *DownTrack) chooseLocked(layers []*Layer, now time.Time) *Layer {
 		return wanted
 	}
 	pr := &d.probe
+	loss := d.lossLocked(now)
 	if pr.trial != nil {
 		switch {
-		case d.loss > probeLossLimit || d.current != pr.trial && now.Sub(pr.started) > 3*probeLength:
+		case loss > probeLossLimit || d.current != pr.trial && now.Sub(pr.started) > 3*probeLength:
 			pr.gap = min(pr.gap*2, probeMaxGap) // failed: back to where it was, wait longer
-			pr.next, pr.trial = now.Add(pr.gap), nil
+			pr.next, pr.trial, pr.failed = now.Add(pr.gap), nil, now
 			return pr.from
 		case now.Sub(pr.started) < probeLength || d.current != pr.trial:
 			return pr.trial
 		default: // the trial layer flowed for probeLength without loss: keep it
 			pr.trial, pr.gap, pr.settled = nil, probeFirst, now
+			pr.proven, pr.lastPick, pr.next = d.current, d.current, now.Add(probeFirst)
 			return d.current
 		}
 	}
 	fit := layers[0]
 	for _, l := range layers {
-		if l.Quality <= wanted.Quality && float64(expectedBitrate(l)) <= fitMargin*float64(d.estimate) {
+		margin := fitMargin
+		if l == d.current {
+			margin = 1 // staying needs less room than moving up: no flapping at the edge
+		}
+		if l.Quality <= wanted.Quality && float64(expectedBitrate(l)) <= margin*float64(d.estimate) {
 			fit = l
+		}
+	}
+	if pr.proven != nil {
+		switch {
+		case pr.proven.Quality > wanted.Quality:
+			pr.proven = nil // the subscriber wants less
+		case loss > probeLossLimit && now.Sub(pr.failed) > probeLength:
+			pr.proven = nil // the link no longer carries it: the estimate decides again
+			pr.gap = min(max(pr.gap, probeFirst)*2, probeMaxGap)
+		case fit.Quality < pr.proven.Quality:
+			fit = pr.proven
 		}
 	}
 	cur := d.current
 	if cur == nil {
 		return fit
 	}
-	if d.loss > steadyLoss && fit.Quality >= cur.Quality && cur != layers[0] {
+	if loss > steadyLoss && fit.Quality >= cur.Quality && cur != layers[0] {
 		fit = layers[max(0, indexOf(layers, cur)-1)] // losing packets: one step down
 	}
 	if fit != pr.lastPick {
@@ -146,7 +209,7 @@ func (d *DownTrack) chooseLocked(layers []*Layer, now time.Time) *Layer {
 		}
 		pr.next = now.Add(pr.gap)
 	}
-	if fit == cur && cur.Quality < wanted.Quality && d.loss <= probeLossLimit && !now.Before(pr.next) {
+	if fit == cur && cur.Quality < wanted.Quality && loss <= probeLossLimit && !now.Before(pr.next) {
 		up := layers[indexOf(layers, cur)+1]
 		pr.trial, pr.from, pr.started = up, cur, now
 		return up

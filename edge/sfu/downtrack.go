@@ -307,7 +307,8 @@ func (d *DownTrack) resend(outSeq uint16) bool {
 		return false
 	}
 	now := nanotime()
-	d.resendTokens = min(resendRate, d.resendTokens+float64(now-d.resendLast)*resendRate/1e9)
+	rate := d.resendRateLocked() // bounded by the subscriber's estimate (allocator.go)
+	d.resendTokens = min(rate, d.resendTokens+float64(now-d.resendLast)*rate/1e9)
 	d.resendLast = now
 	if d.resendTokens < 1 {
 		return false

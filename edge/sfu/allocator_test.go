@@ -1,0 +1,107 @@
+package sfu
+
+import (
+	"testing"
+	"time"
+
+	"github.com/pion/rtcp"
+)
+
+// TestPassedTrialIsKeptUntilLoss: a subscriber whose receiver estimate (REMB) lags behind
+// its link keeps the layer a trial proved, although the estimate does not cover it;
+// retransmissions of a large share of what it was sent (loss that receiver reports hide
+// once the retransmissions arrive) send it back to what the estimate allows.
+func TestPassedTrialIsKeptUntilLoss(t *testing.T) {
+	f := newSimulcastFeed()
+	d, w := bindRecorder(t, f.track)
+	for i, bps := range []int{150_000, 500_000, 1_500_000} {
+		f.layers[i].bitrate.Store(int64(bps))
+	}
+	d.SetFeedback(300_000)
+	f.picture(map[int]bool{0: true, 1: true, 2: true})
+	if d.Layer() != f.layers[0] {
+		t.Fatalf("at 300 kbit/s forwarding %v; want low", d.Layer().Quality)
+	}
+
+	// A trial of medium that runs its course without loss.
+	d.SetFeedback(300_000) // settled on low
+	d.mu.Lock()
+	d.probe.next = time.Now().Add(-time.Millisecond)
+	d.mu.Unlock()
+	d.SetFeedback(300_000)
+	f.picture(map[int]bool{1: true})
+	if d.Layer() != f.layers[1] {
+		t.Fatalf("no trial of medium: forwarding %v", d.Layer().Quality)
+	}
+	d.mu.Lock()
+	d.probe.started = time.Now().Add(-probeLength - time.Millisecond)
+	d.mu.Unlock()
+	for range 3 { // the estimate stays where the low layer held it
+		d.SetFeedback(300_000)
+		f.picture(map[int]bool{0: true, 1: true, 2: true})
+	}
+	if d.Layer() != f.layers[1] {
+		t.Fatalf("after a trial without loss and estimates of 300 kbit/s forwarding %v; want medium kept", d.Layer().Quality)
+	}
+
+	// A quarter of the packets sent over the last second were retransmissions: the link
+	// does not carry medium.
+	d.mu.Lock()
+	d.probe.resent, d.probe.sent = d.Retransmits.Load(), d.PacketsSent.Load()
+	d.mu.Unlock()
+	for range 10 {
+		f.picture(nil)
+	}
+	d.Retransmits.Add(5)
+	d.mu.Lock()
+	d.probe.lossAt = time.Now().Add(-2 * lossWindow)
+	d.mu.Unlock()
+	d.SetFeedback(300_000)
+	f.picture(map[int]bool{0: true})
+	if d.Layer() != f.layers[0] {
+		t.Fatalf("with 25%% of packets retransmitted forwarding %v; want back to low", d.Layer().Quality)
+	}
+	checkContiguous(t, w.pkts)
+}
+
+// TestCurrentLayerStaysAtItsOwnRate: an estimate equal to the current layer's rate (Chrome's
+// first REMB is the rate it receives) keeps the layer; moving up needs headroom.
+func TestCurrentLayerStaysAtItsOwnRate(t *testing.T) {
+	f := newSimulcastFeed()
+	d, _ := bindRecorder(t, f.track)
+	for i, bps := range []int{150_000, 500_000, 1_500_000} {
+		f.layers[i].bitrate.Store(int64(bps))
+	}
+	f.picture(map[int]bool{0: true, 1: true, 2: true})
+	if d.Layer() != f.layers[2] {
+		t.Fatalf("before any estimate forwarding %v; want high", d.Layer().Quality)
+	}
+	d.SetFeedback(1_550_000)
+	f.picture(map[int]bool{0: true, 1: true, 2: true})
+	if d.Layer() != f.layers[2] {
+		t.Fatalf("with an estimate just above high's rate forwarding %v; want high kept", d.Layer().Quality)
+	}
+	d.SetFeedback(520_000)
+	f.picture(map[int]bool{0: true, 1: true, 2: true})
+	if d.Layer() != f.layers[0] {
+		t.Fatalf("at 520 kbit/s forwarding %v; want low (medium needs 10%% headroom to move to)", d.Layer().Quality)
+	}
+}
+
+// TestRetransmissionsFitTheEstimate: a subscriber on a slow link NACKing a long burst gets
+// at most a quarter of its estimate in retransmissions, not a flood that keeps the link
+// congested.
+func TestRetransmissionsFitTheEstimate(t *testing.T) {
+	track, layer := testTrack(nil)
+	d, w := bindRecorder(t, track)
+	layer.WriteAccessUnit(fakeAU(0, true, 60_000)) // a keyframe of 50 packets
+	d.SetFeedback(300_000)
+	first := w.pkts[0].SequenceNumber
+	d.HandleRTCP([]rtcp.Packet{&rtcp.TransportLayerNack{
+		Nacks: []rtcp.NackPair{{PacketID: first, LostPackets: 0xffff}, {PacketID: first + 17, LostPackets: 0xffff}, {PacketID: first + 34, LostPackets: 0xffff}},
+	}})
+	want := 8 // resendShare of 300 kbit/s in packets of rtpMTU bytes, rounded up
+	if got := d.Retransmits.Load(); got == 0 || got > uint64(want) {
+		t.Fatalf("at 300 kbit/s, %d of %d NACKed packets resent at once; want 1 to %d", got, d.Nacks.Load(), want)
+	}
+}
