@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -152,6 +153,17 @@ func fleet(t *testing.T, dsn string) {
 	for _, want := range []string{`alice\s+group\.put\s+lab`, `alice\s+claim\.create\s+clm_`, `device:dev-\S+\s+device\.enrol`} {
 		if !regexp.MustCompile(want).MatchString(audit) {
 			t.Errorf("audit log lacks %q:\n%s", want, audit)
+		}
+	}
+	rec := httptest.NewRecorder()
+	env.Server.MetricsHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	for _, want := range []string{
+		fmt.Sprintf(`provisiond_devices{status="active",online="true"} %d`, fleetSize),
+		fmt.Sprintf(`provisiond_enrolments_total{result="enrolled"} %d`, fleetSize),
+		fmt.Sprintf(`provisiond_bundles_total{result="issued"} %d`, 2*fleetSize),
+	} {
+		if !strings.Contains(rec.Body.String(), want) {
+			t.Errorf("metrics lack %q:\n%s", want, rec.Body)
 		}
 	}
 	show := edgectl(t, env, "devices", "show", strings.Fields(lines[1])[0])

@@ -47,6 +47,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, environ [
 	enrolRate := fs.Float64("enrol-rate", 5, "enrolment attempts per second per client address")
 	enrolBurst := fs.Int("enrol-burst", 100, "enrolment attempts a client address may make at once")
 	online := fs.Duration("online-within", 90*time.Second, "a device seen within this long is listed online")
+	metricsListen := fs.String("metrics-listen", "", "plain-HTTP listen address for Prometheus metrics (GET /metrics), e.g. 127.0.0.1:9464; empty: off")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
@@ -150,8 +151,22 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, environ [
 	if ready != nil {
 		ready <- ln.Addr().String()
 	}
-	errc := make(chan error, 1)
+	errc := make(chan error, 2)
 	go func() { errc <- hs.ServeTLS(ln, "", "") }()
+	var ms *http.Server
+	if *metricsListen != "" {
+		mln, err := net.Listen("tcp", *metricsListen)
+		if err != nil {
+			ln.Close()
+			<-errc
+			return fmt.Errorf("metrics listener: %w", err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", srv.MetricsHandler())
+		ms = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		go ms.Serve(mln)
+		log.Info("metrics served", "listen", mln.Addr().String())
+	}
 	select {
 	case err := <-errc:
 		return err
@@ -160,6 +175,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, environ [
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	hs.Shutdown(sctx)
+	if ms != nil {
+		ms.Shutdown(sctx)
+	}
 	<-errc
 	return nil
 }

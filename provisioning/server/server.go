@@ -80,6 +80,7 @@ type Server struct {
 	hub     hub
 	fleet   string // base64 public key
 	handler http.Handler
+	metrics counters
 }
 
 // New returns a Server.
@@ -178,6 +179,7 @@ func clientIP(r *http.Request) string {
 func (s *Server) handleEnrol(w http.ResponseWriter, r *http.Request) {
 	ip := clientIP(r)
 	if !s.enrol.allow(ip, s.cfg.Now()) {
+		s.metrics.enrolLimited.Add(1)
 		s.log.Warn("enrolment rate limited", "remote", ip)
 		w.Header().Set("Retry-After", "1")
 		writeError(w, http.StatusTooManyRequests, "too many enrolment attempts; retry later")
@@ -190,6 +192,7 @@ func (s *Server) handleEnrol(w http.ResponseWriter, r *http.Request) {
 	}
 	req, csr, hw, id, err := DecodeEnrol(body)
 	if err != nil {
+		s.metrics.enrolRefused.Add(1)
 		s.log.Warn("enrolment refused", "remote", ip, "err", err)
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
@@ -206,6 +209,7 @@ func (s *Server) handleEnrol(w http.ResponseWriter, r *http.Request) {
 	}, now)
 	switch {
 	case errors.Is(err, store.ErrClaimUnknown), errors.Is(err, store.ErrClaimUsed), errors.Is(err, store.ErrClaimExpired), errors.Is(err, store.ErrDeviceRevoked):
+		s.metrics.enrolRefused.Add(1)
 		s.log.Warn("enrolment refused", "remote", ip, "device", id, "serial", hw.Serial, "err", err)
 		writeError(w, http.StatusForbidden, err.Error())
 		return
@@ -222,6 +226,7 @@ func (s *Server) handleEnrol(w http.ResponseWriter, r *http.Request) {
 		}
 		certPEM = []byte(stored)
 	}
+	s.metrics.enrolled.Add(1)
 	s.log.Info("device enrolled", "device", id, "serial", hw.Serial, "board", hw.Board, "group", d.Group, "status", d.Status)
 	if d.Status == api.StatusActive {
 		if _, err := s.push(r.Context(), id); err != nil && !errors.Is(err, errNoTemplate) {
@@ -247,6 +252,7 @@ func (s *Server) device(h deviceHandler) http.HandlerFunc {
 		d, err := s.cfg.Store.DeviceByCert(r.Context(), SerialHex(cert.SerialNumber))
 		switch {
 		case errors.Is(err, store.ErrDeviceRevoked):
+			s.metrics.revokedRefused.Add(1)
 			s.log.Warn("request with a revoked certificate refused", "device", cert.Subject.CommonName, "cert_serial", SerialHex(cert.SerialNumber), "remote", clientIP(r))
 			writeError(w, http.StatusForbidden, "certificate revoked")
 			return
@@ -286,6 +292,8 @@ func (s *Server) handleBundle(w http.ResponseWriter, r *http.Request, d api.Devi
 	s.cfg.Store.Seen(ctx, d.ID, s.cfg.Now())
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
+	s.metrics.longPolls.Add(1)
+	defer s.metrics.longPolls.Add(-1)
 	for {
 		woken := s.hub.wait(d.ID)
 		version, b, err := s.cfg.Store.Bundle(ctx, d.ID)
@@ -357,8 +365,10 @@ func (s *Server) push(ctx context.Context, id string) (uint64, error) {
 		return bundle.Sign(s.cfg.SigningKey, bundle.Payload{Device: id, Version: version, IssuedAt: s.cfg.Now().UTC(), Config: yml})
 	})
 	if err != nil {
+		s.metrics.pushFailed.Add(1)
 		return 0, err
 	}
+	s.metrics.bundles.Add(1)
 	s.hub.notify(id)
 	return v, nil
 }
