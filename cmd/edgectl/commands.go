@@ -29,7 +29,7 @@ func parse(fs *flag.FlagSet, args []string) error {
 	return fs.Parse(args)
 }
 
-func verb(args []string, stderr io.Writer, name string, verbs string) (string, []string, error) {
+func verb(args []string, name, verbs string) (string, []string, error) {
 	if len(args) == 0 {
 		return "", nil, fmt.Errorf("edgectl %s: give one of: %s", name, verbs)
 	}
@@ -38,7 +38,7 @@ func verb(args []string, stderr io.Writer, name string, verbs string) (string, [
 
 // cmdClaim: edgectl claim create|list.
 func cmdClaim(args []string, stdout, stderr io.Writer) error {
-	v, args, err := verb(args, stderr, "claim", "create, list")
+	v, args, err := verb(args, "claim", "create, list")
 	if err != nil {
 		return err
 	}
@@ -113,7 +113,7 @@ func ago(t time.Time, now time.Time) string {
 
 // cmdDevices: edgectl devices list|show|approve|revoke|assign|override|push.
 func cmdDevices(args []string, stdout, stderr io.Writer) error {
-	v, args, err := verb(args, stderr, "devices", "list, show, approve, revoke, assign, override, push")
+	v, args, err := verb(args, "devices", "list, show, approve, revoke, assign, override, push")
 	if err != nil {
 		return err
 	}
@@ -251,7 +251,7 @@ func showDevice(w io.Writer, d api.Device) {
 
 // cmdGroups: edgectl groups list|set NAME FILE.
 func cmdGroups(args []string, stdout, stderr io.Writer) error {
-	v, args, err := verb(args, stderr, "groups", "list, set")
+	v, args, err := verb(args, "groups", "list, set")
 	if err != nil {
 		return err
 	}

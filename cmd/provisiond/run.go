@@ -145,7 +145,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, environ [
 		return err
 	}
 	hs := &http.Server{Handler: srv.Handler(), TLSConfig: tlsCfg, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
-		ErrorLog: nil, BaseContext: func(net.Listener) context.Context { return ctx }}
+		BaseContext: func(net.Listener) context.Context { return ctx }}
 	log.Info("provisiond serving", "version", version, "listen", ln.Addr().String(), "url", *publicURL, "registry", db.Dialect(),
 		"ca_sha256", ca.Fingerprint(), "fleet_key_id", fleetKeyID(signing), "operators", len(ops))
 	if ready != nil {

@@ -5,7 +5,6 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
-	"errors"
 	"fmt"
 	"io"
 	"regexp"
@@ -14,10 +13,6 @@ import (
 	"github.com/edgeflux/edge/provisioning/api"
 	"github.com/edgeflux/edge/provisioning/claim"
 )
-
-// ErrBadRequest is wrapped by every decoder error; the message says what is wrong and never
-// repeats a secret from the request.
-var ErrBadRequest = errors.New("bad request")
 
 // maxBody bounds every request body.
 const maxBody = 256 << 10

@@ -347,8 +347,6 @@ func (s *Server) handleHeartbeat(w http.ResponseWriter, r *http.Request, d api.D
 	w.WriteHeader(http.StatusNoContent)
 }
 
-var errNoTemplate = errors.New("the device's group has no configuration template")
-
 // push renders, signs and stores the next bundle of a device and wakes its long-poll.
 func (s *Server) push(ctx context.Context, id string) (uint64, error) {
 	v, err := s.cfg.Store.UpdateBundle(ctx, id, func(in store.RenderInput, version uint64) ([]byte, error) {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
-	"net/http"
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
@@ -50,5 +49,4 @@ func TestAuth(t *testing.T) {
 			t.Errorf("%s %s (%s): %d %s, want %d %q", tc.method, tc.path, tc.auth, rec.Code, rec.Body, tc.code, tc.msg)
 		}
 	}
-	_ = http.MethodGet
 }
