@@ -25,7 +25,7 @@ import (
 // Files of the applier in the state directory.
 const (
 	LastGoodFile = "last-good.yaml" // the configuration in force before the newest apply
-	BundleFile   = "bundle.json"    // the signed bundle the configuration came from
+	BundlePrefix = "bundle-"        // bundle-N.json: the signed bundle configuration version N came from
 	PendingFile  = "pending.json"   // an apply whose readiness is not confirmed yet
 	StateFile    = "apply-state.json"
 )
@@ -122,6 +122,32 @@ func (a *Applier) log() *slog.Logger {
 
 func (a *Applier) path(name string) string { return filepath.Join(a.StateDir, name) }
 
+func (a *Applier) bundlePath(version uint64) string {
+	return a.path(fmt.Sprintf("%s%d.json", BundlePrefix, version))
+}
+
+// pruneBundles keeps only the bundle of the configuration in force (and removes temp files a
+// killed writer left), so that the state directory describes one configuration.
+func (a *Applier) pruneBundles() {
+	cur, _ := a.Current()
+	keep := filepath.Base(a.bundlePath(cur.Version))
+	entries, _ := os.ReadDir(a.StateDir)
+	for _, e := range entries {
+		n := e.Name()
+		if (strings.HasPrefix(n, BundlePrefix) || strings.HasPrefix(n, "."+BundlePrefix)) && n != keep {
+			os.Remove(a.path(n))
+		}
+	}
+}
+
+// CurrentBundle returns the signed bundle the configuration in force came from (nil for a
+// configuration the applier did not write).
+func (a *Applier) CurrentBundle() []byte {
+	cur, _ := a.Current()
+	b, _ := os.ReadFile(a.bundlePath(cur.Version))
+	return b
+}
+
 // Current returns the configuration in force (version 0 when the applier never wrote one).
 func (a *Applier) Current() (Applied, error) {
 	data, err := os.ReadFile(a.ConfigPath)
@@ -191,7 +217,7 @@ func (a *Applier) Write(data []byte, b *bundle.Bundle) error {
 	if err := atomicfile.Write(a.path(PendingFile), p, 0o600); err != nil {
 		return err
 	}
-	if err := atomicfile.Write(a.path(BundleFile), data, 0o600); err != nil {
+	if err := atomicfile.Write(a.bundlePath(b.Version), data, 0o600); err != nil {
 		return err
 	}
 	return atomicfile.Write(a.ConfigPath, renderApplied(b.Device, b.Version, []byte(b.Config)), 0o644)
@@ -225,6 +251,7 @@ func (a *Applier) confirm(ctx context.Context, version uint64, cfg config.Config
 	err := a.activateAndWait(ctx, cfg, live)
 	if err == nil {
 		atomicfile.Remove(a.path(PendingFile))
+		a.pruneBundles()
 		st := a.state()
 		st.LastError = ""
 		a.saveState(st)
@@ -241,6 +268,7 @@ func (a *Applier) confirm(ctx context.Context, version uint64, cfg config.Config
 	}
 	a.saveState(applyState{FailedVersion: max(version, a.state().FailedVersion), LastError: reason.Error()})
 	atomicfile.Remove(a.path(PendingFile))
+	a.pruneBundles()
 	return reason
 }
 
@@ -291,7 +319,7 @@ func (a *Applier) rollback(ctx context.Context) error {
 func (a *Applier) Recover(ctx context.Context) error {
 	atomicfile.CleanTemps(filepath.Dir(a.ConfigPath), filepath.Base(a.ConfigPath))
 	atomicfile.CleanTemps(a.StateDir, LastGoodFile)
-	atomicfile.CleanTemps(a.StateDir, BundleFile)
+	defer a.pruneBundles()
 	data, err := os.ReadFile(a.path(PendingFile))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil

@@ -292,6 +292,16 @@ func TestPowerCut(t *testing.T) {
 		if a.Floor() != applied.Version {
 			t.Fatalf("kill %d: floor %d with version %d in force", i, a.Floor(), applied.Version)
 		}
+		// The state directory describes the same configuration: its bundle, and no other.
+		bundles, _ := filepath.Glob(filepath.Join(dir, "state", "*"+BundlePrefix+"*"))
+		if applied.Version == 2 {
+			b, err := bundle.Verify(a.CurrentBundle(), key.Public().(ed25519.PublicKey), testDevice, 1)
+			if err != nil || b.Config != string(applied.Body) || len(bundles) != 1 {
+				t.Fatalf("kill %d: bundle files %v for the new configuration: %v", i, bundles, err)
+			}
+		} else if len(bundles) != 0 {
+			t.Fatalf("kill %d: bundle files %v left with the old configuration", i, bundles)
+		}
 		if left, _ := filepath.Glob(filepath.Join(dir, "etc", ".*tmp*")); len(left) > 0 {
 			t.Fatalf("kill %d: temp files left after recovery: %v", i, left)
 		}
