@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http/httptest"
 	"os"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/edgeflux/edge/internal/leakcheck"
+	"github.com/edgeflux/edge/provisioning/api"
 	"github.com/edgeflux/edge/provisioning/device"
 	"github.com/edgeflux/edge/provisioning/provtest"
 	"github.com/edgeflux/edge/provisioning/store/pgtest"
@@ -116,7 +118,7 @@ func fleet(t *testing.T, dsn string) {
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		out = edgectl(t, env, "devices", "list")
-		if strings.Contains(out, fmt.Sprintf("%d devices, %d online", fleetSize, fleetSize)) && strings.Count(out, " 1 ") >= fleetSize {
+		if strings.Contains(out, fmt.Sprintf("%d devices, %d online", fleetSize, fleetSize)) {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -143,7 +145,18 @@ func fleet(t *testing.T, dsn string) {
 
 	// The devices report the new version; the audit log says who did what.
 	deadline = time.Now().Add(20 * time.Second)
-	for strings.Count(edgectl(t, env, "devices", "list", "-group", "lab"), "  2  ") < fleetSize {
+	reported := func() int {
+		var ds []api.Device
+		json.Unmarshal([]byte(edgectl(t, env, "devices", "list", "-group", "lab", "-json")), &ds)
+		n := 0
+		for _, d := range ds {
+			if d.AppliedVersion == 2 && d.BundleVersion == 2 && d.Online && d.Health == "ok" {
+				n++
+			}
+		}
+		return n
+	}
+	for reported() < fleetSize {
 		if time.Now().After(deadline) {
 			t.Fatalf("devices did not report config version 2:\n%s", edgectl(t, env, "devices", "list"))
 		}
