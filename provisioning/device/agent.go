@@ -138,12 +138,7 @@ func (a *Agent) setErr(err error) {
 // backoff waits before attempt n (0-based): exponential from BackoffMin to BackoffMax, with
 // half of it random, so that a fleet coming back after an outage does not arrive in step.
 func (a *Agent) backoff(ctx context.Context, n int) error {
-	d := a.cfg.BackoffMin << min(n, 20)
-	if d > a.cfg.BackoffMax || d <= 0 {
-		d = a.cfg.BackoffMax
-	}
-	d = d/2 + rand.N(d/2+1)
-	t := time.NewTimer(d)
+	t := time.NewTimer(backoffDelay(a.cfg.BackoffMin, a.cfg.BackoffMax, n))
 	defer t.Stop()
 	select {
 	case <-t.C:
@@ -246,6 +241,16 @@ func (a *Agent) pollLoop(ctx context.Context, client *Client, ap *Applier) {
 		a.log.Info("bundle applied", "version", v)
 		a.kickHeartbeat()
 	}
+}
+
+// backoffDelay is the wait before retry n: lo doubled n times, capped at hi, of which the
+// second half is random.
+func backoffDelay(lo, hi time.Duration, n int) time.Duration {
+	d := lo << min(n, 20)
+	if d > hi || d <= 0 {
+		d = hi
+	}
+	return d/2 + rand.N(d/2+1)
 }
 
 func (a *Agent) kickHeartbeat() {
