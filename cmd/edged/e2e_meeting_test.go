@@ -50,7 +50,11 @@ type pageView struct {
 		Message string `json:"message"`
 	} `json:"errors"`
 	Stats []remoteTrack `json:"stats"`
-	Sent  []struct {
+	// For the failure report: every participant's tracks, and the subscribe connection's
+	// mid -> track map.
+	Tracks json.RawMessage   `json:"tracks"`
+	Mids   map[string]string `json:"mids"`
+	Sent   []struct {
 		Kind          string   `json:"kind"`
 		RID           string   `json:"rid"`
 		FramesEncoded int      `json:"framesEncoded"`
@@ -65,6 +69,7 @@ const readMeetingPage = `(async () => {
 	return JSON.stringify({state: e.state, self: e.participantId, participants: e.participants,
 		tiles: [...document.querySelectorAll('#grid .tile')].map(t => t.dataset.participant),
 		speakers: e.speakers, spoken: e.spoken, errors: e.errors,
+		tracks: e.participants, mids: e.room ? e.room.subMids : {},
 		stats: await e.stats(), sent: await e.publishStats()});
 })()`
 
@@ -143,6 +148,16 @@ func roomParticipants(t *testing.T, d *daemon) []string {
 	return ids
 }
 
+// logServer shows what edged logged about participants, tracks and trouble.
+func logServer(t *testing.T, d *daemon) {
+	for line := range strings.Lines(d.stderr.String()) {
+		if strings.Contains(line, "participant") || strings.Contains(line, "track") ||
+			strings.Contains(line, "level=WARN") || strings.Contains(line, "level=ERROR") {
+			t.Log("edged: " + strings.TrimSpace(line))
+		}
+	}
+}
+
 // until polls every page until ok holds for all of them, or fails the test at the deadline
 // with what each page last showed.
 func until(t *testing.T, pages []*meetingPage, timeout time.Duration, what string, ok func(p *meetingPage, v pageView) bool) {
@@ -154,7 +169,6 @@ func until(t *testing.T, pages []*meetingPage, timeout time.Duration, what strin
 			v, err := p.read()
 			if err != nil || !ok(p, v) {
 				all = false
-				break
 			}
 		}
 		if all {
@@ -162,22 +176,13 @@ func until(t *testing.T, pages []*meetingPage, timeout time.Duration, what strin
 		}
 		if time.Now().After(deadline) {
 			for _, p := range pages {
-				t.Logf("%s sees: state %s, participants %v, tiles %v, errors %v, received %+v, sent %+v",
-					p.id, p.last.State, keys(p.last.Participants), p.last.Tiles, p.last.Errors, p.last.Stats, p.last.Sent)
+				t.Logf("%s sees: state %s, participants %s, tiles %v, subscribe mids %v, errors %v, received %+v, sent %+v",
+					p.id, p.last.State, p.last.Tracks, p.last.Tiles, p.last.Mids, p.last.Errors, p.last.Stats, p.last.Sent)
 			}
 			t.Fatalf("%s: not within %v", what, timeout)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-}
-
-func keys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
 
 // TestE2EMeetingThreeBrowsersAndTheCamera: three Chromiums with fake camera and microphone
@@ -189,6 +194,11 @@ func TestE2EMeetingThreeBrowsersAndTheCamera(t *testing.T) {
 	// A 640x360 camera (two layers) and 640x360 at 15 fps from each browser keep three
 	// Chromiums and the encoders within two cores.
 	d := startDaemon(t, "EDGED_CAMERA_WIDTH=640", "EDGED_CAMERA_HEIGHT=360", "EDGED_CAMERA_FPS=15")
+	t.Cleanup(func() {
+		if t.Failed() {
+			logServer(t, d)
+		}
+	})
 	people := []string{"alice", "bob", "carol"}
 	begin := time.Now()
 	var pages []*meetingPage
