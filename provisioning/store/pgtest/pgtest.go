@@ -56,7 +56,7 @@ func Start(t testing.TB) string {
 	}
 	srv := exec.Command(postgres, "-D", data, "-k", dir, "-c", "listen_addresses=", "-c", "fsync=off",
 		"-c", "synchronous_commit=off", "-c", "full_page_writes=off", "-c", "max_connections=200")
-	srv.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Setpgid: true}
+	srv.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Setpgid: true, Pdeathsig: syscall.SIGKILL} // no orphan if the test binary dies
 	logf, _ := os.Create(filepath.Join(dir, "postgres.log"))
 	srv.Stdout, srv.Stderr = logf, logf
 	if err := srv.Start(); err != nil {
