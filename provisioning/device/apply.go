@@ -290,13 +290,18 @@ func (a *Applier) activateAndWait(ctx context.Context, cfg config.Config, live b
 	return a.Hooks.Ready(rctx, cfg)
 }
 
-// rollback puts the last good configuration back (or removes the file, when there was none:
-// edged then runs on its defaults) and activates it.
+// defaultsFile is what rollback writes when there was no configuration before the failed one:
+// an empty document, on which edged runs with its built-in defaults (a missing file would
+// stop it).
+const defaultsFile = "# written by edge-provision: no earlier configuration to roll back to; edged's defaults apply\n"
+
+// rollback puts the last good configuration back (or edged's defaults, when there was none)
+// and activates it.
 func (a *Applier) rollback(ctx context.Context) error {
 	good, err := os.ReadFile(a.path(LastGoodFile))
 	switch {
 	case errors.Is(err, os.ErrNotExist):
-		if err := atomicfile.Remove(a.ConfigPath); err != nil {
+		if err := atomicfile.Write(a.ConfigPath, []byte(defaultsFile), 0o644); err != nil {
 			return err
 		}
 	case err != nil:

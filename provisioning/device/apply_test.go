@@ -415,3 +415,28 @@ func request(t *testing.T, c net.Conn) string {
 	resp.Body.Close()
 	return string(body)
 }
+
+// TestRollbackToDefaults: when the very first configuration fails, edged gets a file holding
+// its defaults (a missing file would stop it), which edged's loader accepts.
+func TestRollbackToDefaults(t *testing.T) {
+	_, key, _ := ed25519.GenerateKey(rand.Reader)
+	a := newApplier(t, key)
+	a.mkdirs(t)
+	a.Hooks = Hooks{Ready: func(ctx context.Context, cfg config.Config) error {
+		if cfg.Encoder.BitrateKbps == 1234 {
+			return errors.New("camera not found")
+		}
+		return nil
+	}}
+	_, err := a.Apply(context.Background(), mkBundle(t, key, testDevice, 1, cfgYAML(1234, ":8080")))
+	if !errors.Is(err, ErrNotReady) {
+		t.Fatalf("apply: %v", err)
+	}
+	cfg, err := config.Load(a.ConfigPath, nil)
+	if err != nil || cfg.Validate() != nil || cfg.Encoder.BitrateKbps != config.Default().Encoder.BitrateKbps {
+		t.Fatalf("after rollback: %+v, %v", cfg.Encoder, err)
+	}
+	if cur, _ := a.Current(); cur.Version != 0 {
+		t.Fatalf("version in force %d", cur.Version)
+	}
+}
