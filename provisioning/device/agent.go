@@ -7,9 +7,11 @@ import (
 	"context"
 	"crypto/ecdsa"
 	"crypto/ed25519"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
@@ -370,6 +372,9 @@ func (a *Agent) enrolOnce(ctx context.Context, key *ecdsa.PrivateKey) (Identity,
 	if c.FleetKey != "" && c.FleetKey != resp.FleetKey {
 		return Identity{}, errors.New("enrol: the server's fleet key differs from the one pinned in the claim")
 	}
+	if err := checkEnrolment(resp, c.CASHA256, key); err != nil {
+		return Identity{}, fmt.Errorf("enrol: %w", err)
+	}
 	id := Identity{DeviceID: resp.DeviceID, Server: c.Server, FleetKey: resp.FleetKey, Status: resp.Status}
 	if err := a.saveIdentity(id, resp); err != nil {
 		return Identity{}, err
@@ -383,6 +388,43 @@ func (a *Agent) enrolOnce(ctx context.Context, key *ecdsa.PrivateKey) (Identity,
 	}
 	a.log.Info("enrolled", "device", id.DeviceID, "server", id.Server, "status", id.Status)
 	return id, nil
+}
+
+// checkEnrolment verifies what the server answered before it is stored: the CA is the one the
+// claim pins, and the certificate is for this device's key, signed by that CA, for client
+// authentication. Storing anything else would leave the device unable to talk to its server.
+func checkEnrolment(resp api.EnrolResponse, pin string, key *ecdsa.PrivateKey) error {
+	cb, _ := pem.Decode([]byte(resp.CA))
+	if cb == nil {
+		return errors.New("the answer holds no CA certificate")
+	}
+	if sum := sha256.Sum256(cb.Bytes); hex.EncodeToString(sum[:]) != pin {
+		return errors.New("the answer's CA is not the one pinned in the claim")
+	}
+	ca, err := x509.ParseCertificate(cb.Bytes)
+	if err != nil {
+		return fmt.Errorf("CA certificate: %w", err)
+	}
+	db, _ := pem.Decode([]byte(resp.Certificate))
+	if db == nil {
+		return errors.New("the answer holds no device certificate")
+	}
+	cert, err := x509.ParseCertificate(db.Bytes)
+	if err != nil {
+		return fmt.Errorf("device certificate: %w", err)
+	}
+	if !key.PublicKey.Equal(cert.PublicKey) {
+		return errors.New("the device certificate is not for this device's key")
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(ca)
+	if _, err := cert.Verify(x509.VerifyOptions{Roots: pool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+		return fmt.Errorf("device certificate: %w", err)
+	}
+	if cert.Subject.CommonName != resp.DeviceID {
+		return fmt.Errorf("device certificate names %q, the answer %q", cert.Subject.CommonName, resp.DeviceID)
+	}
+	return nil
 }
 
 func (a *Agent) saveIdentity(id Identity, resp api.EnrolResponse) error {
