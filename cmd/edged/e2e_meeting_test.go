@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -227,30 +228,41 @@ func TestE2EMeetingThreeBrowsersAndTheCamera(t *testing.T) {
 			spoken[id] = max(spoken[id], level)
 		}
 	}
+	firstFrame := map[string]time.Duration{} // "alice <- bob": first frame decoded, after begin
 	decodingAll := func(ids []string) func(p *meetingPage, v pageView) bool {
 		return func(p *meetingPage, v pageView) bool {
 			noteSpeakers(v)
 			if v.State != "live" || v.Self != p.id {
 				return false
 			}
+			all := true
 			for _, o := range othersOf(p.id, ids) {
-				if vid, ok := v.received(o, "video"); !ok || vid.FramesDecoded == 0 {
-					return false
+				vid, ok := v.received(o, "video")
+				if ok && vid.FramesDecoded > 0 {
+					if pair := p.id + " <- " + o; firstFrame[pair] == 0 {
+						firstFrame[pair] = time.Since(begin)
+					}
+				} else {
+					all = false
 				}
 				if o == "camera" {
 					continue
 				}
 				if aud, ok := v.received(o, "audio"); !ok || aud.PacketsReceived == 0 {
-					return false
+					all = false
 				}
 			}
-			return true
+			return all
 		}
 	}
 	everyone := append([]string{"camera"}, people...)
 	until(t, pages, 45*time.Second, "every page decoding video from everyone and receiving audio from every browser", decodingAll(everyone))
 	allDecoding := time.Since(begin)
-	t.Logf("every page decodes everyone %v after the browsers started", allDecoding.Round(time.Millisecond))
+	t.Logf("every page decodes everyone %v after the first browser started", allDecoding.Round(time.Millisecond))
+	pairs := slices.Sorted(maps.Keys(firstFrame))
+	for _, pair := range pairs {
+		t.Logf("first frame %-15s %v", pair, firstFrame[pair].Round(10*time.Millisecond))
+	}
 
 	// Growing, not just started: every counter moves on from this sample.
 	first := map[string]pageView{}
@@ -340,7 +352,7 @@ func TestE2EMeetingThreeBrowsersAndTheCamera(t *testing.T) {
 	})
 
 	logPairs := func() {
-		t.Logf("what each page received, %v after the browsers started:", time.Since(begin).Round(time.Millisecond))
+		t.Logf("what each page received, %v after the first browser started:", time.Since(begin).Round(time.Millisecond))
 		for _, p := range pages {
 			if _, err := p.read(); err != nil {
 				t.Fatal(err)

@@ -434,25 +434,26 @@ export class Room extends EventTarget {
     if (own && own.id) this.send({ type: 'mute', track_id: own.id, muted: this.muted[source] });
   }
 
-  // publishLayers pauses the simulcast layers nobody receives (dynacast).
-  async publishLayers(m) {
-    const own = [...this.ownTracks].find(([, id]) => id === m.track_id);
-    const entry = own && this.pubTransceivers.get(own[0]);
-    if (!entry) return;
-    const sender = entry.tr.sender;
-    const params = sender.getParameters();
-    if (!params.encodings || !params.encodings.length) return;
-    const active = new Set(m.active || []);
-    let change = false;
-    for (const enc of params.encodings) {
-      const on = enc.rid ? active.has(enc.rid) : active.size > 0;
-      if (enc.active !== on) { enc.active = on; change = true; }
-    }
-    this.activeLayers = [...active];
-    if (change) {
-      try { await sender.setParameters(params); } catch (err) { this.error(0, `publish layers: ${err.message}`); }
-    }
-    this.changed('publish');
+  // publishLayers pauses the simulcast layers nobody receives (dynacast). Changes are applied
+  // in order, after the answer that names our tracks.
+  publishLayers(m) {
+    this.pubChain = this.pubChain.then(async () => {
+      const own = [...this.ownTracks].find(([, id]) => id === m.track_id);
+      const entry = own && this.pubTransceivers.get(own[0]);
+      if (!entry) return;
+      const sender = entry.tr.sender;
+      const params = sender.getParameters();
+      if (!params.encodings || !params.encodings.length) return;
+      const active = new Set(m.active || []);
+      let change = false;
+      for (const enc of params.encodings) {
+        const on = enc.rid ? active.has(enc.rid) : active.size > 0;
+        if (enc.active !== on) { enc.active = on; change = true; }
+      }
+      this.activeLayers = [...active];
+      if (change) await sender.setParameters(params);
+      this.changed('publish');
+    }).catch((err) => this.error(0, `publish layers: ${err.message}`));
   }
 
   // ---- stats for the page and tests ------------------------------------------------------
