@@ -38,6 +38,9 @@ type probeState struct {
 	// the estimate does not cover it; nil when the estimate alone decides.
 	proven *Layer
 	failed time.Time // when the last trial failed: its loss is not the proven layer's
+	// held stops forwarding the current layer while the down track waits for a lower
+	// layer's keyframe (read by forward, under the down track's lock).
+	held bool
 
 	// Retransmitted share of the packets sent in the last lossWindow.
 	lossAt       time.Time
@@ -66,10 +69,21 @@ func (d *DownTrack) lossLocked(now time.Time) float64 {
 // resendShare is the most of a subscriber's estimate that retransmissions may take: a
 // congested link must not fill up with retransmissions of what it already dropped, or the
 // keyframe of the lower layer it is moved to never gets through.
-const resendShare = 0.25
+const resendShare = 0.5
+
+// worthResendingLocked says whether a NACKed packet of seg is worth its share of the
+// retransmission budget: not when congestion moved the subscriber down from seg's layer to
+// the one it receives now. The subscriber restarts from the lower layer's keyframe, which
+// the budget must carry instead (seen with Chromium on a 300 kbit/s link: its NACKs for
+// the high layer it left came first in every report and used the budget up, and the low
+// layer's keyframe took 5 s to get through).
+func (d *DownTrack) worthResendingLocked(seg segment) bool {
+	now := d.segments[0]
+	return seg.layer == now.layer || d.estimate == 0 || now.layer == nil || seg.layer.Quality <= now.layer.Quality
+}
 
 // resendRateLocked is how many packets a second the down track may retransmit: resendRate,
-// or less when the subscriber's estimate is low (about 8 a second at 300 kbit/s).
+// or less when the subscriber's estimate is low (about 15 a second at 300 kbit/s).
 func (d *DownTrack) resendRateLocked() float64 {
 	if d.estimate <= 0 {
 		return resendRate
@@ -137,6 +151,9 @@ func (d *DownTrack) Allocate() {
 		} else {
 			d.pending, join = pick, pick
 		}
+		// Moving down for congestion: stop sending the current layer now rather than at the
+		// lower one's keyframe, so the link's queue drains and that keyframe gets through.
+		d.probe.held = d.estimate > 0 && d.current != nil && pick.Quality < d.current.Quality
 	}
 	d.mu.Unlock()
 	if leave != nil {

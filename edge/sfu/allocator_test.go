@@ -89,7 +89,7 @@ func TestCurrentLayerStaysAtItsOwnRate(t *testing.T) {
 }
 
 // TestRetransmissionsFitTheEstimate: a subscriber on a slow link NACKing a long burst gets
-// at most a quarter of its estimate in retransmissions, not a flood that keeps the link
+// at most half of its estimate in retransmissions, not a flood that keeps the link
 // congested.
 func TestRetransmissionsFitTheEstimate(t *testing.T) {
 	track, layer := testTrack(nil)
@@ -100,8 +100,57 @@ func TestRetransmissionsFitTheEstimate(t *testing.T) {
 	d.HandleRTCP([]rtcp.Packet{&rtcp.TransportLayerNack{
 		Nacks: []rtcp.NackPair{{PacketID: first, LostPackets: 0xffff}, {PacketID: first + 17, LostPackets: 0xffff}, {PacketID: first + 34, LostPackets: 0xffff}},
 	}})
-	want := 8 // resendShare of 300 kbit/s in packets of rtpMTU bytes, rounded up
+	want := 16 // resendShare of 300 kbit/s in packets of rtpMTU bytes, rounded up
 	if got := d.Retransmits.Load(); got == 0 || got > uint64(want) {
 		t.Fatalf("at 300 kbit/s, %d of %d NACKed packets resent at once; want 1 to %d", got, d.Nacks.Load(), want)
 	}
+}
+
+// TestNoRetransmissionsOfTheLayerLeftForCongestion: moved down by its estimate, a subscriber
+// NACKing packets of the high layer it left gets none of them again (it restarts from the
+// low layer's keyframe), while the low layer's packets are still resent.
+func TestNoRetransmissionsOfTheLayerLeftForCongestion(t *testing.T) {
+	f := newSimulcastFeed()
+	d, w := bindRecorder(t, f.track)
+	for i, bps := range []int{150_000, 500_000, 1_500_000} {
+		f.layers[i].bitrate.Store(int64(bps))
+	}
+	f.picture(map[int]bool{0: true, 1: true, 2: true})
+	high := w.pkts[0]
+	if layerOf(high) != 2 {
+		t.Fatalf("started on layer %d; want high", layerOf(high))
+	}
+	d.SetFeedback(300_000)
+	f.picture(map[int]bool{0: true})
+	low := w.pkts[len(w.pkts)-1]
+	if layerOf(low) != 0 {
+		t.Fatalf("at 300 kbit/s on layer %d; want low", layerOf(low))
+	}
+	sent := len(w.pkts)
+	d.HandleRTCP([]rtcp.Packet{&rtcp.TransportLayerNack{Nacks: []rtcp.NackPair{{PacketID: high.SequenceNumber}, {PacketID: low.SequenceNumber}}}})
+	if len(w.pkts) != sent+1 || layerOf(w.pkts[sent]) != 0 {
+		t.Fatalf("NACK of a high and a low packet after moving down: %d resent; want only the low one", len(w.pkts)-sent)
+	}
+}
+
+// TestMovingDownStopsTheOldLayerAtOnce: moved down by its estimate, a subscriber is sent
+// nothing more of the high layer while it waits for the low layer's keyframe.
+func TestMovingDownStopsTheOldLayerAtOnce(t *testing.T) {
+	f := newSimulcastFeed()
+	d, w := bindRecorder(t, f.track)
+	for i, bps := range []int{150_000, 500_000, 1_500_000} {
+		f.layers[i].bitrate.Store(int64(bps))
+	}
+	f.picture(map[int]bool{0: true, 1: true, 2: true})
+	d.SetFeedback(300_000)
+	sent := len(w.pkts)
+	f.picture(nil) // no keyframe of low yet
+	if len(w.pkts) != sent {
+		t.Fatalf("%d packets of the high layer sent after moving down for congestion; want none", len(w.pkts)-sent)
+	}
+	f.picture(map[int]bool{0: true})
+	if len(w.pkts) == sent || layerOf(w.pkts[len(w.pkts)-1]) != 0 {
+		t.Fatal("the low layer's keyframe did not start it")
+	}
+	checkContiguous(t, w.pkts)
 }

@@ -36,6 +36,7 @@ type DownTrack struct {
 	tsDelta      uint32
 	segments     [4]segment // recent layer switches, to map NACKed numbers back to a layer
 	hdr          rtp.Header // reused for every packet: no allocation per forwarded packet
+	vp8          *vp8Munger // VP8: PictureID, TL0PICIDX and KEYIDX continue across switches
 	closed       bool
 	resendTokens float64 // retransmission budget (token bucket)
 	resendLast   int64
@@ -56,6 +57,7 @@ type segment struct {
 	layer    *Layer
 	seqDelta uint16
 	tsDelta  uint32
+	vp8      vp8Delta
 }
 
 var _ webrtc.TrackLocal = (*DownTrack)(nil)
@@ -63,8 +65,12 @@ var _ webrtc.TrackLocal = (*DownTrack)(nil)
 // NewDownTrack makes a subscriber's down track. onLayer (may be nil) is called, outside any
 // lock of the track, when the forwarded layer changes.
 func NewDownTrack(t *Track, subscriber string, onLayer func(*Layer)) *DownTrack {
-	return &DownTrack{track: t, Subscriber: subscriber, maxQuality: High, tsDelta: rand.Uint32(), onLayer: onLayer,
+	d := &DownTrack{track: t, Subscriber: subscriber, maxQuality: High, tsDelta: rand.Uint32(), onLayer: onLayer,
 		resendTokens: resendRate, resendLast: nanotime()}
+	if strings.EqualFold(t.Codec.MimeType, webrtc.MimeTypeVP8) {
+		d.vp8 = &vp8Munger{}
+	}
+	return d
 }
 
 // Track is the published track this down track receives.
@@ -177,7 +183,7 @@ func (d *DownTrack) forward(l *Layer, p *packet) {
 		}
 		return
 	}
-	if l == d.current && d.started {
+	if l == d.current && d.started && !d.probe.held {
 		d.writeLocked(p, false)
 	}
 	d.mu.Unlock()
@@ -187,6 +193,13 @@ func (d *DownTrack) forward(l *Layer, p *packet) {
 // left behind (to be detached outside the lock).
 func (d *DownTrack) switchLocked(l *Layer, p *packet) *Layer {
 	prevSeqDelta, prevTSDelta := d.seqDelta, d.tsDelta
+	var prevVP8 vp8Delta
+	if d.vp8 != nil {
+		prevVP8 = d.vp8.delta
+		if d.started {
+			d.vp8.switchTo(p.payload)
+		}
+	}
 	if d.started {
 		// Continue the subscriber's numbering and clock: next sequence number, and a
 		// timestamp advanced by the wall-clock time since the last packet sent.
@@ -200,13 +213,20 @@ func (d *DownTrack) switchLocked(l *Layer, p *packet) *Layer {
 		// pion drops packets until SRTP is up (0 bytes, no error): starting on this keyframe
 		// would leave the subscriber with none, so wait for another.
 		d.seqDelta, d.tsDelta = prevSeqDelta, prevTSDelta
+		if d.vp8 != nil {
+			d.vp8.delta = prevVP8
+		}
 		go l.RequestKeyframe()
 		return nil
 	}
 	old := d.current
 	d.current, d.pending, d.started = l, nil, true
+	d.probe.held = false
 	copy(d.segments[1:], d.segments[:len(d.segments)-1])
 	d.segments[0] = segment{outStart: p.seq + d.seqDelta, layer: l, seqDelta: d.seqDelta, tsDelta: d.tsDelta}
+	if d.vp8 != nil {
+		d.segments[0].vp8 = d.vp8.delta
+	}
 	if old != nil && old != l {
 		d.Switches.Add(1)
 	}
@@ -227,12 +247,17 @@ func (d *DownTrack) writeLocked(p *packet, resend bool) (int, error) {
 		Timestamp:      ts,
 		SSRC:           d.ssrc,
 	}
-	n, err := d.writer.WriteRTP(&d.hdr, p.payload)
+	newest := !resend && (!d.started || int16(seq-d.lastSeq) > 0)
+	payload := p.payload
+	if d.vp8 != nil && !p.padding {
+		payload = d.vp8.rewrite(payload, newest)
+	}
+	n, err := d.writer.WriteRTP(&d.hdr, payload)
 	if n > 0 {
 		d.PacketsSent.Add(1)
 		d.BytesSent.Add(uint64(n))
 	}
-	if !resend && (!d.started || int16(seq-d.lastSeq) > 0) {
+	if newest {
 		d.lastSeq, d.lastTS, d.lastArrival = seq, ts, p.arrival
 	}
 	// A failed write is a subscriber going away; its connection's state handler cleans up.
@@ -259,9 +284,7 @@ func (d *DownTrack) HandleRTCP(pkts []rtcp.Packet) {
 	for _, pkt := range pkts {
 		switch pkt := pkt.(type) {
 		case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
-			if l := d.Layer(); l != nil {
-				l.RequestKeyframe()
-			}
+			d.RequestKeyframe() // of the layer it waits for, if any: that is what it will get
 		case *rtcp.TransportLayerNack:
 			asked := 0
 			for _, pair := range pkt.Nacks {
@@ -318,10 +341,20 @@ func (d *DownTrack) resend(outSeq uint16) bool {
 		if seg.layer == nil || int16(outSeq-seg.outStart) < 0 {
 			continue
 		}
+		if !d.worthResendingLocked(seg) { // allocator.go
+			return false
+		}
 		seqDelta, tsDelta := d.seqDelta, d.tsDelta
 		d.seqDelta, d.tsDelta = seg.seqDelta, seg.tsDelta
+		var vp8 vp8Delta
+		if d.vp8 != nil {
+			vp8, d.vp8.delta = d.vp8.delta, seg.vp8
+		}
 		ok := seg.layer.ring.with(outSeq-seg.seqDelta, func(p *packet) { _, _ = d.writeLocked(p, true) })
 		d.seqDelta, d.tsDelta = seqDelta, tsDelta
+		if d.vp8 != nil {
+			d.vp8.delta = vp8
+		}
 		return ok
 	}
 	return false
