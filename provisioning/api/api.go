@@ -13,6 +13,7 @@ const (
 	PathEnrol     = "/v1/enrol"
 	PathBundle    = "/v1/device/bundle"    // GET ?after=VERSION&wait=SECONDS: long-poll
 	PathHeartbeat = "/v1/device/heartbeat" // POST Heartbeat
+	PathRenew     = "/v1/device/renew"     // POST RenewRequest: a new certificate for the same key
 	PathAdmin     = "/v1/admin/"
 )
 
@@ -40,6 +41,17 @@ type EnrolResponse struct {
 	CA          string `json:"ca"`          // PEM, the CA that signs the server and devices
 	FleetKey    string `json:"fleet_key"`   // base64 Ed25519 public key bundles are signed with
 	Status      string `json:"status"`      // active or pending
+}
+
+// RenewRequest asks for a new device certificate before the current one expires; the CSR must
+// be for the key the device already has (its ID is derived from it).
+type RenewRequest struct {
+	CSR string `json:"csr"`
+}
+
+// RenewResponse is the new certificate (PEM); the old one stops working.
+type RenewResponse struct {
+	Certificate string `json:"certificate"`
 }
 
 // Heartbeat is what a device reports about itself.

@@ -71,7 +71,10 @@ type Config struct {
 	BackoffMin      time.Duration // default 1 s
 	BackoffMax      time.Duration // default 60 s
 	ReadyTimeout    time.Duration
-	Logger          *slog.Logger
+	// RenewBefore: the device certificate is renewed once it expires within this long
+	// (default 30 days); checked at start and with every heartbeat.
+	RenewBefore time.Duration
+	Logger      *slog.Logger
 }
 
 // Agent runs the device side.
@@ -106,6 +109,9 @@ func New(cfg Config) (*Agent, error) {
 	}
 	if cfg.BackoffMax == 0 {
 		cfg.BackoffMax = time.Minute
+	}
+	if cfg.RenewBefore == 0 {
+		cfg.RenewBefore = 30 * 24 * time.Hour
 	}
 	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("state directory: %w", err)
@@ -186,11 +192,12 @@ func (a *Agent) Run(ctx context.Context) error {
 	cur, _ := ap.Current()
 	a.log.Info("device agent running", "device", id.DeviceID, "server", id.Server, "config_version", cur.Version)
 
+	a.maybeRenew(ctx, client, key, id)
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		a.heartbeats(ctx, client, ap)
+		a.heartbeats(ctx, client, ap, func() { a.maybeRenew(ctx, client, key, id) })
 	}()
 	a.pollLoop(ctx, client, ap)
 	wg.Wait()
@@ -262,7 +269,7 @@ func (a *Agent) kickHeartbeat() {
 	}
 }
 
-func (a *Agent) heartbeats(ctx context.Context, client *Client, ap *Applier) {
+func (a *Agent) heartbeats(ctx context.Context, client *Client, ap *Applier, renew func()) {
 	t := time.NewTicker(a.cfg.HeartbeatEvery)
 	defer t.Stop()
 	for {
@@ -274,6 +281,7 @@ func (a *Agent) heartbeats(ctx context.Context, client *Client, ap *Applier) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+			renew()
 		case <-a.kick:
 		}
 	}
@@ -390,6 +398,44 @@ func (a *Agent) enrolOnce(ctx context.Context, key *ecdsa.PrivateKey) (Identity,
 	return id, nil
 }
 
+// maybeRenew renews the device certificate when it expires within RenewBefore. The new
+// certificate is checked like an enrolment answer, stored atomically and used at once; on
+// failure the current one stays and the next heartbeat tries again.
+func (a *Agent) maybeRenew(ctx context.Context, client *Client, key *ecdsa.PrivateKey, id Identity) {
+	certPath := filepath.Join(a.cfg.StateDir, CertFile)
+	data, err := os.ReadFile(certPath)
+	if err != nil {
+		return
+	}
+	b, _ := pem.Decode(data)
+	if b == nil {
+		return
+	}
+	cur, err := x509.ParseCertificate(b.Bytes)
+	if err != nil || time.Until(cur.NotAfter) > a.cfg.RenewBefore {
+		return
+	}
+	csr, err := CSR(key, a.cfg.Hardware)
+	if err != nil {
+		return
+	}
+	certPEM, err := client.Renew(ctx, csr)
+	if err == nil {
+		caPEM, _ := os.ReadFile(filepath.Join(a.cfg.StateDir, CAFile))
+		err = checkCertificate(certPEM, caPEM, key, id.DeviceID)
+	}
+	if err == nil {
+		err = atomicfile.Write(certPath, certPEM, 0o644)
+	}
+	if err != nil {
+		a.log.Warn("certificate renewal failed; keeping the current certificate", "not_after", cur.NotAfter, "err", err)
+		return
+	}
+	nb, _ := pem.Decode(certPEM)
+	client.SetCertificate(tls.Certificate{Certificate: [][]byte{nb.Bytes}, PrivateKey: key})
+	a.log.Info("device certificate renewed", "previous_not_after", cur.NotAfter)
+}
+
 // checkEnrolment verifies what the server answered before it is stored: the CA is the one the
 // claim pins, and the certificate is for this device's key, signed by that CA, for client
 // authentication. Storing anything else would leave the device unable to talk to its server.
@@ -401,11 +447,21 @@ func checkEnrolment(resp api.EnrolResponse, pin string, key *ecdsa.PrivateKey) e
 	if sum := sha256.Sum256(cb.Bytes); hex.EncodeToString(sum[:]) != pin {
 		return errors.New("the answer's CA is not the one pinned in the claim")
 	}
+	return checkCertificate([]byte(resp.Certificate), []byte(resp.CA), key, resp.DeviceID)
+}
+
+// checkCertificate verifies that certPEM is a client certificate for key and device id,
+// signed by the CA in caPEM.
+func checkCertificate(certPEM, caPEM []byte, key *ecdsa.PrivateKey, id string) error {
+	cb, _ := pem.Decode(caPEM)
+	if cb == nil {
+		return errors.New("no CA certificate")
+	}
 	ca, err := x509.ParseCertificate(cb.Bytes)
 	if err != nil {
 		return fmt.Errorf("CA certificate: %w", err)
 	}
-	db, _ := pem.Decode([]byte(resp.Certificate))
+	db, _ := pem.Decode(certPEM)
 	if db == nil {
 		return errors.New("the answer holds no device certificate")
 	}
@@ -421,8 +477,8 @@ func checkEnrolment(resp api.EnrolResponse, pin string, key *ecdsa.PrivateKey) e
 	if _, err := cert.Verify(x509.VerifyOptions{Roots: pool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
 		return fmt.Errorf("device certificate: %w", err)
 	}
-	if cert.Subject.CommonName != resp.DeviceID {
-		return fmt.Errorf("device certificate names %q, the answer %q", cert.Subject.CommonName, resp.DeviceID)
+	if cert.Subject.CommonName != id {
+		return fmt.Errorf("device certificate names %q, the answer %q", cert.Subject.CommonName, id)
 	}
 	return nil
 }

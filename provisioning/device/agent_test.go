@@ -562,3 +562,91 @@ func TestImageClaim(t *testing.T) {
 		t.Errorf("no warning about the token left in the read-only image:\n%s", logs)
 	}
 }
+
+// TestRenewal: a certificate close to expiry is renewed for the same key; the device goes on
+// with the new one, the old one keeps working until the next renewal (a lost answer cannot
+// lock the device out), and then stops.
+func TestRenewal(t *testing.T) {
+	leakcheck.Check(t)
+	env := provtest.Start(t, "sqlite:"+filepath.Join(t.TempDir(), "fleet.db"), provtest.Options{CertValidity: time.Hour})
+	env.PutGroup(t, "lab", yml(1500))
+	c, _ := env.Claim(t, "lab", 1, time.Hour, false)
+	d := newDevice(t, c, "SN-1")
+	logs := &provtest.SyncBuffer{}
+	var err error
+	d.agent, err = device.New(device.Config{StateDir: d.stateDir, ConfigPath: d.configPath, ClaimPath: d.claimPath,
+		Hardware: device.Hardware{Serial: "SN-1"}, HeartbeatEvery: time.Hour, PollWait: 10 * time.Second,
+		BackoffMin: 50 * time.Millisecond, BackoffMax: 200 * time.Millisecond, RenewBefore: 2 * time.Hour,
+		Logger: slog.New(slog.NewJSONHandler(logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	// Keep the enrolment certificate, to present it later.
+	enrolCert := make(chan []byte, 1)
+	go func() {
+		for {
+			if b, err := os.ReadFile(filepath.Join(d.stateDir, device.CertFile)); err == nil {
+				enrolCert <- b
+				return
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	d.start(t)
+	d.waitVersion(t, 1, 10*time.Second)
+	first := <-enrolCert
+	for !strings.Contains(logs.String(), "device certificate renewed") {
+		time.Sleep(10 * time.Millisecond)
+	}
+	now, _ := os.ReadFile(filepath.Join(d.stateDir, device.CertFile))
+	if bytes.Equal(now, first) {
+		t.Fatal("certificate file not replaced")
+	}
+	id := d.agent.Identity().DeviceID
+	dev, _ := env.Store.Device(ctx, id)
+	nb, _ := pem.Decode(now)
+	nc, _ := x509.ParseCertificate(nb.Bytes)
+	if fmt.Sprintf("%x", nc.SerialNumber.Bytes()) != dev.CertSerial {
+		t.Fatalf("registry holds serial %s, the device %x", dev.CertSerial, nc.SerialNumber.Bytes())
+	}
+	// The device works on with the new certificate.
+	if err := admin(t, env, "PUT", "/v1/admin/groups/lab", api.GroupPut{Config: yml(1600)}, nil); err != nil {
+		t.Fatal(err)
+	}
+	d.waitVersion(t, 2, 10*time.Second)
+	d.stop()
+
+	// The enrolment certificate still works (as if the renewal's answer had been lost) ...
+	keyPEM, _ := os.ReadFile(filepath.Join(d.stateDir, device.KeyFile))
+	caPEM, _ := os.ReadFile(filepath.Join(d.stateDir, device.CAFile))
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(caPEM)
+	old, _ := tls.X509KeyPair(first, keyPEM)
+	oc := device.NewClient(env.URL, old, pool)
+	defer oc.Close()
+	if _, err := oc.Bundle(ctx, 99, 0); err != nil {
+		t.Fatalf("previous certificate refused right after a renewal: %v", err)
+	}
+	// ... until the device renews again: then only the newest works.
+	key, _ := device.LoadOrCreateKey(d.stateDir)
+	csr, _ := device.CSR(key, device.Hardware{Serial: "SN-1"})
+	cur, _ := tls.X509KeyPair(now, keyPEM)
+	cc := device.NewClient(env.URL, cur, pool)
+	defer cc.Close()
+	if _, err := cc.Renew(ctx, csr); err != nil {
+		t.Fatal(err)
+	}
+	oc.Close()
+	if _, err := oc.Bundle(ctx, 99, 0); err == nil || !strings.Contains(err.Error(), "not known") {
+		t.Fatalf("certificate two renewals old: %v", err)
+	}
+	// A CSR for another key is refused.
+	other, _ := device.LoadOrCreateKey(t.TempDir())
+	csr, _ = device.CSR(other, device.Hardware{Serial: "SN-1"})
+	if _, err := cc.Renew(ctx, csr); err != nil {
+		t.Logf("refused: %v", err)
+	} else {
+		t.Fatal("renewal for another key accepted")
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/edgeflux/edge/provisioning/api"
@@ -115,15 +116,51 @@ func Enrol(ctx context.Context, c claim.Claim, key *ecdsa.PrivateKey, hw Hardwar
 type Client struct {
 	server string
 	hc     *http.Client
+	cert   atomic.Pointer[tls.Certificate]
 }
 
 // NewClient returns a client for server authenticating with cert (the device certificate and
 // key) and trusting only ca.
 func NewClient(server string, cert tls.Certificate, ca *x509.CertPool) *Client {
-	return &Client{server: server, hc: &http.Client{Transport: &http.Transport{
-		TLSClientConfig:     &tls.Config{MinVersion: tls.VersionTLS13, RootCAs: ca, Certificates: []tls.Certificate{cert}},
+	c := &Client{server: server}
+	c.cert.Store(&cert)
+	c.hc = &http.Client{Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{MinVersion: tls.VersionTLS13, RootCAs: ca,
+			GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return c.cert.Load(), nil }},
 		MaxIdleConnsPerHost: 2,
-	}}}
+	}}
+	return c
+}
+
+// SetCertificate makes new connections use cert (after a renewal) and drops the idle ones.
+func (c *Client) SetCertificate(cert tls.Certificate) {
+	c.cert.Store(&cert)
+	c.hc.CloseIdleConnections()
+}
+
+// Renew sends a CSR for the device's key and returns the new certificate (PEM).
+func (c *Client) Renew(ctx context.Context, csr []byte) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	body, _ := json.Marshal(api.RenewRequest{CSR: string(csr)})
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.server+api.PathRenew, bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("renew: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("renew: %w", httpError(resp))
+	}
+	var out api.RenewResponse
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&out); err != nil {
+		return nil, fmt.Errorf("renew: answer: %w", err)
+	}
+	return []byte(out.Certificate), nil
 }
 
 // Close drops idle connections.

@@ -65,10 +65,11 @@ func (b *SyncBuffer) String() string {
 
 // Options change the server's configuration.
 type Options struct {
-	EnrolRate  float64
-	EnrolBurst int
-	Now        func() time.Time
-	Logs       *SyncBuffer // where the server logs (default: a new buffer)
+	EnrolRate    float64
+	EnrolBurst   int
+	Now          func() time.Time
+	CertValidity time.Duration
+	Logs         *SyncBuffer // where the server logs (default: a new buffer)
 }
 
 // Start opens the registry at dsn and serves it until the test ends.
@@ -109,7 +110,7 @@ func Start(t testing.TB, dsn string, opt Options) *Env {
 	e.URL = "https://" + e.Addr
 	e.cfg = server.Config{Store: db, CA: ca, SigningKey: key, Operators: ops, URL: e.URL,
 		Logger:    slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		EnrolRate: opt.EnrolRate, EnrolBurst: opt.EnrolBurst, Now: opt.Now, MaxWait: 20 * time.Second}
+		EnrolRate: opt.EnrolRate, EnrolBurst: opt.EnrolBurst, Now: opt.Now, MaxWait: 20 * time.Second, CertValidity: opt.CertValidity}
 	e.Server, err = server.New(e.cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"crypto"
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
@@ -151,4 +152,29 @@ func DecodeOverride(data []byte) (api.DeviceOverride, error) {
 		return o, fmt.Errorf("%w: override over %d bytes", ErrBadRequest, MaxConfigSize)
 	}
 	return o, nil
+}
+
+// DecodeRenew decodes a renewal request: a valid CSR for the same public key as the
+// certificate presented.
+func DecodeRenew(data []byte, current *x509.Certificate) (*x509.CertificateRequest, error) {
+	var req api.RenewRequest
+	if err := decodeStrict(data, &req); err != nil {
+		return nil, err
+	}
+	block, rest := pem.Decode([]byte(req.CSR))
+	if block == nil || block.Type != "CERTIFICATE REQUEST" || len(bytes.TrimSpace(rest)) != 0 {
+		return nil, fmt.Errorf("%w: csr must be one PEM CERTIFICATE REQUEST", ErrBadRequest)
+	}
+	csr, err := x509.ParseCertificateRequest(block.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("%w: csr: %v", ErrBadRequest, err)
+	}
+	if err := csr.CheckSignature(); err != nil {
+		return nil, fmt.Errorf("%w: csr signature: %v", ErrBadRequest, err)
+	}
+	pub, ok := csr.PublicKey.(interface{ Equal(crypto.PublicKey) bool })
+	if !ok || !pub.Equal(current.PublicKey) {
+		return nil, fmt.Errorf("%w: csr is not for the key of the certificate presented", ErrBadRequest)
+	}
+	return csr, nil
 }

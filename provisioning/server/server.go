@@ -37,6 +37,7 @@ type Store interface {
 	DeviceByCert(ctx context.Context, certSerial string) (api.Device, error)
 	Devices(ctx context.Context, group string) ([]api.Device, error)
 	Heartbeat(ctx context.Context, id string, hb api.Heartbeat, now time.Time) error
+	RenewCert(ctx context.Context, id, oldSerial, newSerial, certPEM string) error
 	Seen(ctx context.Context, id string, now time.Time) error
 	Bundle(ctx context.Context, id string) (uint64, []byte, error)
 	UpdateBundle(ctx context.Context, id string, render func(in store.RenderInput, version uint64) ([]byte, error)) (uint64, error)
@@ -112,6 +113,7 @@ func New(cfg Config) (*Server, error) {
 	mux.HandleFunc("POST "+api.PathEnrol, s.handleEnrol)
 	mux.HandleFunc("GET "+api.PathBundle, s.device(s.handleBundle))
 	mux.HandleFunc("POST "+api.PathHeartbeat, s.device(s.handleHeartbeat))
+	mux.HandleFunc("POST "+api.PathRenew, s.device(s.handleRenew))
 	mux.HandleFunc("POST /v1/admin/claims", s.admin(s.handleClaimCreate))
 	mux.HandleFunc("GET /v1/admin/claims", s.admin(s.handleClaims))
 	mux.HandleFunc("GET /v1/admin/devices", s.admin(s.handleDevices))
@@ -310,7 +312,7 @@ func (s *Server) handleBundle(w http.ResponseWriter, r *http.Request, d api.Devi
 		select {
 		case <-woken:
 			// Woken by a new bundle, or by a revocation: check the certificate again.
-			if _, err := s.cfg.Store.DeviceByCert(ctx, d.CertSerial); errors.Is(err, store.ErrDeviceRevoked) {
+			if cur, err := s.cfg.Store.DeviceByCert(ctx, SerialHex(r.TLS.VerifiedChains[0][0].SerialNumber)); errors.Is(err, store.ErrDeviceRevoked) || cur.Status == api.StatusRevoked {
 				writeError(w, http.StatusForbidden, "certificate revoked")
 				return
 			}
@@ -345,6 +347,34 @@ func (s *Server) handleHeartbeat(w http.ResponseWriter, r *http.Request, d api.D
 		s.log.Warn("device reports an error", "device", d.ID, "config_version", hb.ConfigVersion, "error", hb.LastError)
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// handleRenew: POST /v1/device/renew. A new certificate for the same key, same device ID and
+// hardware identity; the old certificate stops working.
+func (s *Server) handleRenew(w http.ResponseWriter, r *http.Request, d api.Device) {
+	body, err := readBody(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	csr, err := DecodeRenew(body, r.TLS.VerifiedChains[0][0])
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	hw := HardwareIdentity{Serial: d.Serial, Board: d.Board, MACs: d.MACs}
+	cert, certPEM, err := s.cfg.CA.IssueDevice(csr, d.ID, hw, s.cfg.CertValidity)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "issuing the certificate failed")
+		return
+	}
+	presented := SerialHex(r.TLS.VerifiedChains[0][0].SerialNumber)
+	if err := s.cfg.Store.RenewCert(r.Context(), d.ID, presented, SerialHex(cert.SerialNumber), string(certPEM)); err != nil {
+		writeError(w, http.StatusConflict, "the certificate changed meanwhile; retry")
+		return
+	}
+	s.log.Info("device certificate renewed", "device", d.ID, "cert_serial", SerialHex(cert.SerialNumber), "not_after", cert.NotAfter)
+	writeJSON(w, http.StatusOK, api.RenewResponse{Certificate: string(certPEM)})
 }
 
 // push renders, signs and stores the next bundle of a device and wakes its long-poll.

@@ -63,4 +63,7 @@ var migrations = []string{
 		detail TEXT NOT NULL DEFAULT ''
 	);
 	CREATE INDEX audit_log_at ON audit_log (at);`,
+	// 2: certificate renewal keeps the previous certificate working until the device has the
+	// new one (its answer may be lost on the way).
+	`ALTER TABLE devices ADD COLUMN prev_cert_serial TEXT NOT NULL DEFAULT ''`,
 }

@@ -333,6 +333,33 @@ func (s *DB) Enrol(ctx context.Context, tokenHash string, d NewDevice, now time.
 	return out, err
 }
 
+// RenewCert gives a device a new certificate. presented is the serial of the certificate the
+// request came with: the current one, or the previous one when the device never received the
+// answer to its last renewal. The certificate it presented stays valid beside the new one
+// until the next renewal, so that a lost answer cannot lock the device out.
+func (s *DB) RenewCert(ctx context.Context, id, presented, newSerial, certPEM string) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		var cur, prev, status string
+		err := tx.QueryRowContext(ctx, s.q(`SELECT cert_serial, prev_cert_serial, status FROM devices WHERE id = ?`), id).Scan(&cur, &prev, &status)
+		if errors.Is(err, sql.ErrNoRows) {
+			return ErrNotFound
+		} else if err != nil {
+			return err
+		}
+		if status == api.StatusRevoked {
+			return ErrDeviceRevoked
+		}
+		if presented != cur && presented != prev {
+			return ErrConflict
+		}
+		if _, err := tx.ExecContext(ctx, s.q(`UPDATE devices SET cert_serial = ?, cert_pem = ?, prev_cert_serial = ? WHERE id = ?`),
+			newSerial, certPEM, presented, id); err != nil {
+			return err
+		}
+		return s.audit(ctx, tx, api.AuditEntry{Actor: "device:" + id, Action: "device.renew", Target: id, Detail: "cert_serial=" + newSerial + " replaces " + presented})
+	})
+}
+
 // DeviceCert returns a device's stored certificate PEM.
 func (s *DB) DeviceCert(ctx context.Context, id string) (string, error) {
 	var pem string
@@ -382,7 +409,11 @@ func (s *DB) DeviceByCert(ctx context.Context, certSerial string) (api.Device, e
 	if n > 0 {
 		return api.Device{}, ErrDeviceRevoked
 	}
-	return s.device(ctx, s.db, `cert_serial = ?`, certSerial)
+	d, err := s.device(ctx, s.db, `cert_serial = ?`, certSerial)
+	if errors.Is(err, ErrNotFound) {
+		d, err = s.device(ctx, s.db, `prev_cert_serial = ? AND prev_cert_serial <> ''`, certSerial)
+	}
+	return d, err
 }
 
 // Devices lists devices, all of them or those of one group.
@@ -510,8 +541,17 @@ func (s *DB) Revoke(ctx context.Context, id, actor string) error {
 		if _, err := tx.ExecContext(ctx, s.q(`UPDATE devices SET status = ? WHERE id = ?`), api.StatusRevoked, id); err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO revoked_certs (serial, device_id, revoked_at) VALUES (?, ?, ?) ON CONFLICT (serial) DO NOTHING`), d.CertSerial, id, ms(time.Now())); err != nil {
+		var prev string
+		if err := tx.QueryRowContext(ctx, s.q(`SELECT prev_cert_serial FROM devices WHERE id = ?`), id).Scan(&prev); err != nil {
 			return err
+		}
+		for _, serial := range []string{d.CertSerial, prev} {
+			if serial == "" {
+				continue
+			}
+			if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO revoked_certs (serial, device_id, revoked_at) VALUES (?, ?, ?) ON CONFLICT (serial) DO NOTHING`), serial, id, ms(time.Now())); err != nil {
+				return err
+			}
 		}
 		return s.audit(ctx, tx, api.AuditEntry{Actor: actor, Action: "device.revoke", Target: id, Detail: "cert_serial=" + d.CertSerial})
 	})
