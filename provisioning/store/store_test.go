@@ -90,3 +90,54 @@ func testStore(t *testing.T, dsn string) {
 		t.Fatalf("groups %+v", gs)
 	}
 }
+
+// TestUpgrade opens a registry made by the first schema, with a device in it, with the
+// current code: the migrations bring it up to date and the device keeps working.
+func TestUpgrade(t *testing.T) {
+	t.Run("sqlite", func(t *testing.T) { testUpgrade(t, "sqlite:"+filepath.Join(t.TempDir(), "f.db")) })
+	t.Run("postgres", func(t *testing.T) { testUpgrade(t, pgtest.Start(t)) })
+}
+
+func testUpgrade(t *testing.T, dsn string) {
+	ctx := context.Background()
+	all := migrations
+	migrations = all[:1]
+	db, err := Open(ctx, dsn)
+	migrations = all
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	db.CreateClaim(ctx, api.ClaimToken{ID: "clm_1", Group: "lab", MaxUses: 1, ExpiresAt: now.Add(time.Hour), CreatedBy: "t", CreatedAt: now}, "h1")
+	if _, err := db.Enrol(ctx, "h1", NewDevice{ID: "a", Serial: "S", CertSerial: "c1", CertPEM: "pem"}, now); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	if db, err = Open(ctx, dsn); err != nil {
+		t.Fatalf("upgrade: %v", err)
+	}
+	defer db.Close()
+	if v, _ := db.SchemaVersion(ctx); v != len(migrations) {
+		t.Fatalf("schema %d after upgrade, want %d", v, len(migrations))
+	}
+	if d, err := db.DeviceByCert(ctx, "c1"); err != nil || d.ID != "a" {
+		t.Fatalf("device after upgrade: %+v %v", d, err)
+	}
+	if err := db.RenewCert(ctx, "a", "c1", "c2", "pem2"); err != nil {
+		t.Fatal(err)
+	}
+	for _, serial := range []string{"c1", "c2"} {
+		if d, err := db.DeviceByCert(ctx, serial); err != nil || d.ID != "a" {
+			t.Fatalf("certificate %s after renewal: %v", serial, err)
+		}
+	}
+	if err := db.RenewCert(ctx, "a", "c1", "c3", "pem3"); err != nil { // the answer to the first renewal was lost
+		t.Fatal(err)
+	}
+	if _, err := db.DeviceByCert(ctx, "c2"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("a certificate never received is still valid: %v", err)
+	}
+	if err := db.RenewCert(ctx, "a", "c9", "c4", "pem4"); !errors.Is(err, ErrConflict) {
+		t.Fatalf("renewal with an unknown certificate: %v", err)
+	}
+}
