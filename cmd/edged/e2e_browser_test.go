@@ -167,3 +167,29 @@ func TestE2EBrowserSaysWhenStreamIsDown(t *testing.T) {
 		t.Error("stream down, but the page shows no banner or no notice on the camera's tile")
 	}
 }
+
+// TestE2EBrowserKioskPlaysWithoutAToken is `make run` and the appliance's own screen: the page
+// opened on this machine with no token gets one from the page itself and plays the camera
+// with no click. It stays view only although the browser has a camera and a microphone: the
+// appliance's camera is already in the room.
+func TestE2EBrowserKioskPlaysWithoutAToken(t *testing.T) {
+	d := startDaemon(t, "EDGED_AUTH_TRUST_LOOPBACK=true", "EDGED_CAMERA_WIDTH=640", "EDGED_CAMERA_HEIGHT=360")
+	ctx, _ := newBrowser(t,
+		chromedp.Flag("use-fake-device-for-media-stream", true),
+		chromedp.Flag("use-fake-ui-for-media-stream", true))
+	if _, err := chromedp.Run(ctx, chromedp.Navigate(d.url+"/")); err != nil {
+		t.Fatal(err)
+	}
+	v := waitFor(t, ctx, readInboundVideo, 20*time.Second, func(v inboundVideo) bool { return v.FramesDecoded > 30 })
+	t.Logf("the kiosk page decoded %d frames at %dx%d", v.FramesDecoded, v.FrameWidth, v.FrameHeight)
+	type page struct {
+		State      string `json:"state"`
+		ViewOnly   string `json:"viewOnly"`
+		Publishing bool   `json:"publishing"`
+	}
+	p := waitFor(t, ctx, `JSON.stringify({state: edge.state, viewOnly: edge.viewOnly, publishing: !!edge.pub})`, 5*time.Second,
+		func(p page) bool { return p.State == "live" })
+	if p.Publishing || p.ViewOnly == "" {
+		t.Errorf("kiosk page: publishing %v, view only %q; want view only, with the reason", p.Publishing, p.ViewOnly)
+	}
+}

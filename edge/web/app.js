@@ -3,7 +3,8 @@
 // token allows it, and renders whatever the room client (room.js) reports.
 //
 // URL: #token=… (kept in localStorage, then removed from the address bar); ?name=Alice;
-// ?video=640x360@15 (capture size and rate); ?publish=0 (view only).
+// ?video=640x360@15 (capture size and rate); ?publish=0 (view only); ?publish=1 (publish
+// also on the appliance's own screen, which is view only by default).
 
 import { Room } from './room.js';
 
@@ -26,6 +27,7 @@ const params = new URLSearchParams(location.search);
 
 let room = null;
 let token = '';
+let trustedPage = false; // the token came from the page: this is the appliance's own screen
 let localError = '';     // why we do not publish although the token allows it
 let transient = null;    // {text, until}: a server error shown for a while
 let toastTimer = 0;
@@ -62,6 +64,7 @@ function readToken() {
   const hash = new URLSearchParams(location.hash.slice(1));
   const fromHash = (hash.get('token') || '').trim();
   if (fromHash) {
+    trustedPage = false;
     storeToken(fromHash);
     hash.delete('token');
     const rest = hash.toString();
@@ -69,8 +72,11 @@ function readToken() {
     history.replaceState(null, '', location.pathname + location.search + (rest ? '#' + rest : ''));
     return fromHash;
   }
+  const stored = loadToken();
+  if (stored) return stored;
   const meta = document.querySelector('meta[name="edge-token"]');
-  return loadToken() || (meta ? meta.content.trim() : '');
+  trustedPage = !!(meta && meta.content.trim());
+  return trustedPage ? meta.content.trim() : '';
 }
 
 // localStorage throws in some private modes: then the token just lives in memory.
@@ -124,6 +130,9 @@ async function openMedia() {
 
 async function startMedia(r) {
   if (params.get('publish') === '0') { localError = 'view only (?publish=0)'; return; }
+  // The appliance's own screen (or make run's page) shows the room; its camera is already
+  // in it as the appliance camera. ?publish=1 sends this browser's camera and microphone too.
+  if (trustedPage && params.get('publish') !== '1') { localError = "this appliance's own screen (?publish=1 to send this browser's camera)"; return; }
   if (!r.canPublish) return;
   try {
     const stream = await openMedia();
@@ -428,6 +437,7 @@ ui.form.addEventListener('submit', (ev) => {
   const value = ui.input.value.trim();
   if (!value) return;
   token = value;
+  trustedPage = false;
   storeToken(value);
   join();
 });
