@@ -6,15 +6,18 @@ FUZZTIME ?= 60s
 
 .PHONY: build build-arm64 run test test-unit test-e2e test-systemd vboard-test lint bench fuzz deps-run deps-test clean
 
-## build: the daemon for this machine, with the software H.264 encoder (cgo).
+## build: the daemon for this machine, with the software H.264 encoder (cgo), and the pure-Go
+## tools: provisiond (fleet server), edgectl (operator), edge-provision (device agent), edgebench.
 build: deps-run
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/edged ./cmd/edged
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/ ./cmd/provisiond ./cmd/edgectl ./cmd/edge-provision
 
 ## build-arm64: cross-compile for 64-bit ARM boards (Raspberry Pi 4/CM4, RK3588, i.MX8MP, Jetson).
 build-arm64:
 	.ci/install-deps arm64
 	CGO_ENABLED=1 GOOS=linux GOARCH=arm64 CC=aarch64-linux-gnu-gcc CXX=aarch64-linux-gnu-g++ \
 		$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/edged-arm64 ./cmd/edged
+	CGO_ENABLED=0 GOOS=linux GOARCH=arm64 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/edge-provision-arm64 ./cmd/edge-provision
 
 ## run: the daemon on its embedded defaults (synthetic camera when there is no /dev/video*).
 ## Pages opened from this machine get the access token; anyone else needs the one it logs.

@@ -140,8 +140,8 @@ func (c *rtcClient) join(m clientMessage) error {
 	}
 	c.claims = claims
 	c.room = s.Room(claims.Room)
-	if c.room.Len() >= s.cfg.MaxParticipants && c.room.Participant(claims.Identity) == nil {
-		return codedError{429, fmt.Errorf("room %q is full (%d participants)", claims.Room, s.cfg.MaxParticipants)}
+	if limit := s.maxParticipants(); c.room.Len() >= limit && c.room.Participant(claims.Identity) == nil {
+		return codedError{429, fmt.Errorf("room %q is full (%d participants)", claims.Room, limit)}
 	}
 	name := claims.Name
 	if m.Name != "" {

@@ -161,6 +161,20 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("OPTIONS /sessions/", s.handlePreflight)
 }
 
+// SetLimits changes the viewer and participant limits (a configuration reload); sessions
+// beyond a lowered limit stay, new ones wait.
+func (s *Server) SetLimits(maxViewers, maxParticipants int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.cfg.MaxViewers, s.cfg.MaxParticipants = maxViewers, maxParticipants
+}
+
+func (s *Server) maxParticipants() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cfg.MaxParticipants
+}
+
 // Room returns the named room, creating it.
 func (s *Server) Room(name string) *sfu.Room {
 	s.mu.Lock()

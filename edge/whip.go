@@ -33,9 +33,9 @@ func (s *Server) handleWHIPOffer(w http.ResponseWriter, r *http.Request) {
 		ufrag, _ = checkOffer(body, "audio", nil)
 	}
 	room := s.Room(roomName)
-	if room.Len() >= s.cfg.MaxParticipants && room.Participant(claims.Identity) == nil {
+	if limit := s.maxParticipants(); room.Len() >= limit && room.Participant(claims.Identity) == nil {
 		w.Header().Set("Retry-After", "10")
-		httpError(w, http.StatusServiceUnavailable, fmt.Sprintf("room %q is full (%d participants)", roomName, s.cfg.MaxParticipants))
+		httpError(w, http.StatusServiceUnavailable, fmt.Sprintf("room %q is full (%d participants)", roomName, limit))
 		return
 	}
 	pc, err := s.apis.publish.NewPeerConnection(webrtc.Configuration{BundlePolicy: webrtc.BundlePolicyMaxBundle})

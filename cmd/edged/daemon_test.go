@@ -47,6 +47,12 @@ func startDaemon(t testing.TB, env ...string) *daemon {
 
 func startDaemonWith(t testing.TB, hooks *runHooks, env ...string) *daemon {
 	t.Helper()
+	return startDaemonArgs(t, hooks, nil, env...)
+}
+
+// startDaemonArgs is startDaemonWith with command-line arguments.
+func startDaemonArgs(t testing.TB, hooks *runHooks, args []string, env ...string) *daemon {
+	t.Helper()
 	environ := append([]string{
 		"EDGED_AUTH_SECRET=" + testSecret,
 		"EDGED_CAMERA_DEVICE=synthetic",
@@ -64,7 +70,7 @@ func startDaemonWith(t testing.TB, hooks *runHooks, env ...string) *daemon {
 	stderr := &lockedBuffer{}
 	go func() {
 		hooks.started = func(a string) { addr <- a }
-		result <- run(ctx, nil, io.Discard, stderr, environ, hooks)
+		result <- run(ctx, args, io.Discard, stderr, environ, hooks)
 	}()
 	d := &daemon{stderr: stderr}
 	select {

@@ -11,10 +11,12 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/pion/webrtc/v4"
@@ -58,7 +60,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, environ [
 	if err != nil || mode == modeExit {
 		return err
 	}
-	log, err := logging.New(stderr, cfg.Log.Level, cfg.Log.Format, environ)
+	logLevel := new(slog.LevelVar)
+	if err := logLevel.UnmarshalText([]byte(cfg.Log.Level)); err != nil {
+		return fmt.Errorf("log.level: %w", err)
+	}
+	log, err := logging.NewLeveled(stderr, logLevel, cfg.Log.Format, environ)
 	if err != nil {
 		return err
 	}
@@ -188,15 +194,30 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, environ [
 		hooks.started(ln.Addr().String())
 	}
 
+	// SIGHUP (systemctl reload) re-reads the configuration and applies what can change
+	// without dropping a call.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	live := liveSettings{logLevel: logLevel, rate: rate, srv: srv}
+
 	// The first goroutine to end (or a signal) ends them all.
 	var firstErr error
 	running := 2
-	select {
-	case firstErr = <-done:
-		running--
-	case <-resetRequested:
-		firstErr = factoryReset(environ, log)
-	case <-ctx.Done():
+wait:
+	for {
+		select {
+		case firstErr = <-done:
+			running--
+			break wait
+		case <-resetRequested:
+			firstErr = factoryReset(environ, log)
+			break wait
+		case <-hup:
+			cfg = reload(cfg, args, environ, live, log)
+		case <-ctx.Done():
+			break wait
+		}
 	}
 	sdnotify.Stopping()
 	log.Info("shutting down")

@@ -127,6 +127,20 @@ func New(cfg Config) (*Controller, error) {
 	return &Controller{cfg: cfg, viewers: map[string]report{}, target: start, applied: int(start), why: "start"}, nil
 }
 
+// SetLimits changes the bitrate range (a configuration reload); the target moves into it.
+func (c *Controller) SetLimits(minBps, maxBps int) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	cfg := c.cfg
+	cfg.MinBps, cfg.MaxBps = minBps, maxBps
+	if err := cfg.defaults(); err != nil {
+		return err
+	}
+	c.cfg = cfg
+	c.target = min(max(c.target, float64(cfg.MinBps)), float64(cfg.MaxBps))
+	return nil
+}
+
 // Report records a viewer's latest estimate (bit/s, 0 if it has none) and loss fraction.
 func (c *Controller) Report(viewer string, estimateBps int, loss float64, now time.Time) {
 	c.mu.Lock()

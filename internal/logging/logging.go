@@ -14,10 +14,15 @@ import (
 // New returns a logger writing to w. format is "text", "json", "journal", or "auto": journal
 // when stderr is connected to the journal (systemd sets JOURNAL_STREAM), text otherwise.
 func New(w io.Writer, level, format string, environ []string) (*slog.Logger, error) {
-	var lv slog.Level
+	lv := new(slog.LevelVar)
 	if err := lv.UnmarshalText([]byte(level)); err != nil {
 		return nil, fmt.Errorf("log level %q: %w", level, err)
 	}
+	return NewLeveled(w, lv, format, environ)
+}
+
+// NewLeveled is New with a level that can change while the logger is in use (a reload).
+func NewLeveled(w io.Writer, lv *slog.LevelVar, format string, environ []string) (*slog.Logger, error) {
 	opts := &slog.HandlerOptions{Level: lv}
 	if format == "auto" {
 		format = "text"

@@ -20,6 +20,9 @@ func Status(status string) { notify("STATUS=" + status) }
 // Stopping says shutdown has begun.
 func Stopping() { notify(daemon.SdNotifyStopping) }
 
+// Reloading tells systemd a configuration reload began; Ready ends it.
+func Reloading() { notify(daemon.SdNotifyReloading) }
+
 func notify(state string) { _, _ = daemon.SdNotify(false, state) }
 
 // Watchdog pings systemd's watchdog at a third of its interval for as long as healthy says
