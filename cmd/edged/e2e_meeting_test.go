@@ -55,7 +55,9 @@ type pageView struct {
 	// mid -> track map.
 	Tracks json.RawMessage   `json:"tracks"`
 	Mids   map[string]string `json:"mids"`
-	Sent   []struct {
+	Layers json.RawMessage   `json:"layers"` // the layer message per track
+
+	Sent []struct {
 		Kind          string   `json:"kind"`
 		RID           string   `json:"rid"`
 		FramesEncoded int      `json:"framesEncoded"`
@@ -71,6 +73,7 @@ const readMeetingPage = `(async () => {
 		tiles: [...document.querySelectorAll('#grid .tile')].map(t => t.dataset.participant),
 		speakers: e.speakers, spoken: e.spoken, errors: e.errors,
 		tracks: e.participants, mids: e.room ? e.room.subMids : {},
+		layers: e.room ? Object.fromEntries(e.room.layers) : {},
 		stats: await e.stats(), sent: await e.publishStats()});
 })()`
 
@@ -177,8 +180,8 @@ func until(t *testing.T, pages []*meetingPage, timeout time.Duration, what strin
 		}
 		if time.Now().After(deadline) {
 			for _, p := range pages {
-				t.Logf("%s sees: state %s, participants %s, tiles %v, subscribe mids %v, errors %v, received %+v, sent %+v",
-					p.id, p.last.State, p.last.Tracks, p.last.Tiles, p.last.Mids, p.last.Errors, p.last.Stats, p.last.Sent)
+				t.Logf("%s sees: state %s, participants %s, tiles %v, subscribe mids %v, layers %s, errors %v, received %+v, sent %+v",
+					p.id, p.last.State, p.last.Tracks, p.last.Tiles, p.last.Mids, p.last.Layers, p.last.Errors, p.last.Stats, p.last.Sent)
 			}
 			t.Fatalf("%s: not within %v", what, timeout)
 		}

@@ -136,7 +136,8 @@ export class Room extends EventTarget {
         return;
       }
       if (!heard) this.error(0, 'edged is not reachable');
-      else if (ev.code !== 1000 && !this.leftReason) this.error(0, `connection closed (${ev.code}${ev.reason ? ': ' + ev.reason : ''})`);
+      else if (this.leftReason) this.error(0, `the server ended the session (${this.leftReason})`);
+      else if (ev.code !== 1000) this.error(0, `connection closed (${ev.code}${ev.reason ? ': ' + ev.reason : ''})`);
       this.retry();
     };
   }
