@@ -138,3 +138,35 @@ func parseHostCPU(stat []byte) (busy, total time.Duration, err error) {
 	toDur := func(t uint64) time.Duration { return time.Duration(t) * time.Second / userHZ }
 	return toDur(ticks - idle), toDur(ticks), nil
 }
+
+// udpRcvbufErrors is the machine's count of UDP datagrams the kernel dropped because a
+// socket's receive buffer was full (RcvbufErrors in /proc/net/snmp): on loopback, the only
+// way packets get lost.
+func udpRcvbufErrors() (uint64, error) {
+	b, err := os.ReadFile("/proc/net/snmp")
+	if err != nil {
+		return 0, err
+	}
+	return parseUDPRcvbufErrors(b)
+}
+
+func parseUDPRcvbufErrors(snmp []byte) (uint64, error) {
+	var names []string
+	for line := range strings.Lines(string(snmp)) {
+		rest, ok := strings.CutPrefix(line, "Udp: ")
+		if !ok {
+			continue
+		}
+		f := strings.Fields(rest)
+		if names == nil {
+			names = f
+			continue
+		}
+		for i, n := range names {
+			if n == "RcvbufErrors" && i < len(f) {
+				return strconv.ParseUint(f[i], 10, 64)
+			}
+		}
+	}
+	return 0, errors.New("/proc/net/snmp: no Udp RcvbufErrors")
+}

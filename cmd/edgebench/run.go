@@ -181,6 +181,9 @@ type stepResult struct {
 	// server, edgebench and everything else that ran.
 	HostBusyPct float64 `json:"host_busy_pct"`
 	HostCores   int     `json:"host_cores"`
+	// HostUDPDrops is datagrams the kernel dropped on full receive buffers in the window,
+	// machine-wide (server, viewers and anything else).
+	HostUDPDrops uint64 `json:"host_udp_rcvbuf_drops"`
 
 	Before          serverSample `json:"before"`
 	With            serverSample `json:"with"`
@@ -284,11 +287,15 @@ func (b *bench) step(ctx context.Context, n int, baseline serverSample) stepResu
 	}
 	srv0, cli0 := b.sample(ctx), selfCPU()
 	busy0, total0, hostErr := hostCPU()
+	drops0, dropsErr := udpRcvbufErrors()
 	w0 := time.Now()
 	sleep(ctx, o.duration)
 	window := time.Since(w0)
 	srv1, cli1 := b.sample(ctx), selfCPU()
 	busy1, total1, hostErr1 := hostCPU()
+	if drops1, err := udpRcvbufErrors(); err == nil && dropsErr == nil {
+		res.HostUDPDrops = drops1 - drops0
+	}
 	if hostErr == nil && hostErr1 == nil && total1 > total0 {
 		// Everything else on the machine: the figures above are only as good as this is low.
 		res.HostBusyPct = 100 * float64(busy1-busy0) / float64(total1-total0)
@@ -335,7 +342,7 @@ func (b *bench) step(ctx context.Context, n int, baseline serverSample) stepResu
 		res.RSSPerViewerKiB = float64(res.With.RSS-res.Before.RSS) / 1024 / float64(n)
 	}
 	b.log.Info("step: window done", "viewers", n, "kbps_avg", round(res.KbpsAvg), "loss_pct", res.LossPct,
-		"server_cpu_pct", round(res.ServerCPUPct), "client_cpu_pct", round(res.ClientCPUPct), "host_busy_pct", round(res.HostBusyPct))
+		"server_cpu_pct", round(res.ServerCPUPct), "client_cpu_pct", round(res.ClientCPUPct), "host_busy_pct", round(res.HostBusyPct), "host_udp_drops", res.HostUDPDrops)
 
 	// Leave, then give the server time to let go of everything.
 	var closes sync.WaitGroup
