@@ -63,6 +63,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	report := runReport{Server: o.serverPID, Whep: o.whep, Publish: o.publish, Ramp: o.ramp, WindowSec: o.duration.Seconds()}
 	report.Baseline = b.sample(ctx)
+	if o.serverPID > 0 && report.Baseline.RSS < 0 {
+		return fmt.Errorf("-server-pid %d: cannot read the process (not running, or not on this machine)", o.serverPID)
+	}
 	if o.serverPID > 0 { // what the server costs with no viewers (encoding, for edged)
 		t0, c0 := time.Now(), report.Baseline.CPU
 		sleep(ctx, 3*time.Second)
@@ -176,7 +179,10 @@ type stepResult struct {
 	ServerCPUPctPerViewer float64 `json:"server_cpu_pct_per_viewer"`
 	// Marginal: the server's CPU above its baseline (no viewers), per viewer.
 	ServerCPUPctPerViewerMarginal float64 `json:"server_cpu_pct_per_viewer_marginal"`
-	ClientCPUPct                  float64 `json:"client_cpu_pct"` // edgebench itself, of one core
+	// ServerUsPerPacket is the server's CPU above its baseline per RTP packet the viewers
+	// received: the cost of forwarding one packet to one viewer, whatever the bitrate.
+	ServerUsPerPacket float64 `json:"server_us_per_packet"`
+	ClientCPUPct      float64 `json:"client_cpu_pct"` // edgebench itself, of one core
 	// HostBusyPct is the whole machine's CPU use in the window, of all HostCores together:
 	// server, edgebench and everything else that ran.
 	HostBusyPct float64 `json:"host_busy_pct"`
@@ -336,6 +342,9 @@ func (b *bench) step(ctx context.Context, n int, baseline serverSample) stepResu
 		res.ServerCPUPct = 100 * (srv1.CPU - srv0.CPU).Seconds() / window.Seconds()
 		res.ServerCPUPctPerViewer = res.ServerCPUPct / float64(n)
 		res.ServerCPUPctPerViewerMarginal = (res.ServerCPUPct - baseline.CPUPct) / float64(n)
+		if packets > 0 {
+			res.ServerUsPerPacket = (res.ServerCPUPct - baseline.CPUPct) / 100 * window.Seconds() * 1e6 / packets
+		}
 	}
 	res.ClientCPUPct = 100 * (cli1 - cli0).Seconds() / window.Seconds()
 	if res.Before.RSS >= 0 && res.With.RSS >= 0 {

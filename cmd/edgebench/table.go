@@ -6,19 +6,20 @@ import (
 	"strconv"
 )
 
-const rowFormat = "%7s %6s %9s %9s %9s %9s %7s %8s %8s %9s %8s %6s %12s %10s %13s\n"
+const rowFormat = "%7s %6s %9s %9s %9s %9s %7s %8s %8s %9s %7s %8s %6s %12s %10s %13s\n"
 
 func printHeader(w io.Writer) {
 	fmt.Fprintf(w, rowFormat, "viewers", "joined", "ttff_p50", "ttff_p99", "kbps_avg", "kbps_min", "loss%",
-		"srv_cpu%", "cpu%/vwr", "Δcpu%/vwr", "cli_cpu%", "host%", "rss_MiB", "KiB/viewer", "goroutines")
+		"srv_cpu%", "cpu%/vwr", "Δcpu%/vwr", "µs/pkt", "cli_cpu%", "host%", "rss_MiB", "KiB/viewer", "goroutines")
 }
 
 // printRow prints one step; "-" where the server was not observed.
 func printRow(w io.Writer, r stepResult) {
-	srv, per, marg, rss, kib, gor := "-", "-", "-", "-", "-", "-"
+	srv, per, marg, usPkt, rss, kib, gor := "-", "-", "-", "-", "-", "-", "-"
 	if r.With.RSS >= 0 {
 		srv, per = fmt.Sprintf("%.1f", r.ServerCPUPct), fmt.Sprintf("%.3f", r.ServerCPUPctPerViewer)
 		marg = fmt.Sprintf("%.3f", r.ServerCPUPctPerViewerMarginal)
+		usPkt = fmt.Sprintf("%.1f", r.ServerUsPerPacket)
 		rss = fmt.Sprintf("%.0f>%.0f>%.0f", mib(r.Before.RSS), mib(r.With.RSS), mib(r.After.RSS))
 		kib = fmt.Sprintf("%.0f", r.RSSPerViewerKiB)
 	}
@@ -28,7 +29,7 @@ func printRow(w io.Writer, r stepResult) {
 	fmt.Fprintf(w, rowFormat, strconv.Itoa(r.Viewers), strconv.Itoa(r.Keyframes),
 		fmt.Sprintf("%.0fms", r.TTFFP50Ms), fmt.Sprintf("%.0fms", r.TTFFP99Ms),
 		fmt.Sprintf("%.0f", r.KbpsAvg), fmt.Sprintf("%.0f", r.KbpsMin), fmt.Sprintf("%.2f", r.LossPct),
-		srv, per, marg, fmt.Sprintf("%.0f", r.ClientCPUPct), fmt.Sprintf("%.0f", r.HostBusyPct), rss, kib, gor)
+		srv, per, marg, usPkt, fmt.Sprintf("%.0f", r.ClientCPUPct), fmt.Sprintf("%.0f", r.HostBusyPct), rss, kib, gor)
 }
 
 // printChecks prints every check of every step, PASS or FAIL, and the join errors.
