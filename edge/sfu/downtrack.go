@@ -172,7 +172,7 @@ func (d *DownTrack) forward(l *Layer, p *packet) {
 		d.mu.Unlock()
 		return
 	}
-	if l == d.pending && p.keyframe {
+	if l == d.pending && p.keyframe && p.arrival >= d.probe.holdUntil { // holdUntil: allocator.go
 		old := d.switchLocked(l, p)
 		d.mu.Unlock()
 		if old != nil {
@@ -301,7 +301,10 @@ func (d *DownTrack) HandleRTCP(pkts []rtcp.Packet) {
 		case *rtcp.ReceiverReport:
 			for _, r := range pkt.Reports {
 				if r.SSRC == d.ssrcNow() {
+					d.mu.Lock()
 					d.loss = float64(r.FractionLost) / 256
+					d.mu.Unlock()
+					d.noteRTT(r, time.Now()) // allocator.go
 				}
 			}
 		}
