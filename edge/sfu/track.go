@@ -31,6 +31,7 @@ type Track struct {
 	// produces a layer; it must not block.
 	requestKeyframe func(*Layer)
 	// onActiveLayers is told, on change, which layers have at least one subscriber (dynacast).
+	// It is called under mu, in order, and must not call back into the track.
 	onActiveLayers func(active []*Layer)
 	lastActive     []*Layer
 
@@ -93,24 +94,27 @@ func (t *Track) Subscribers() int {
 	return n
 }
 
-// layersChanged recomputes which layers have subscribers and tells the producer.
+// layersChanged recomputes which layers have subscribers and tells the producer. Computing
+// and telling happen under the track's lock: subscribers of different layers change on
+// their own goroutines, and a set computed before another change must not reach the
+// producer after it (it would pause a layer someone waits for, until the next change).
 func (t *Track) layersChanged() {
 	if t.onActiveLayers == nil {
 		return
 	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
 	var active []*Layer
 	for _, l := range t.Layers() {
 		if l.Subscribers() > 0 {
 			active = append(active, l)
 		}
 	}
-	t.mu.Lock()
-	same := slices.Equal(active, t.lastActive)
-	t.lastActive = active
-	t.mu.Unlock()
-	if !same {
-		t.onActiveLayers(active)
+	if slices.Equal(active, t.lastActive) {
+		return
 	}
+	t.lastActive = active
+	t.onActiveLayers(active)
 }
 
 // mediaTime turns a capture time into a 90 kHz RTP timestamp on the track's own clock,
