@@ -110,22 +110,23 @@ func newNetns(t *testing.T, n int) *netns {
 }
 
 // limit shapes what the host sends into the namespace (the SFU's media to a peer in it) to
-// kbit kbit/s: an HTB class with a short packet queue (about half a second at that rate), as
+// kbit kbit/s: an HTB class with a packet queue of about a second at that rate, as
 // a slow access link has. The host kernel has no netem, so no delay is added beyond what
 // the queue makes.
 func (ns *netns) limit(t *testing.T, kbit int) {
 	t.Helper()
 	rate := fmt.Sprintf("%dkbit", kbit)
-	queue := strconv.Itoa(max(10, kbit*1000/8/1200/2)) // packets of about 1200 bytes in 0.5 s
+	queue := strconv.Itoa(max(10, kbit*1000/8/1200)) // packets of about 1200 bytes in 1 s
 	sh(t, "tc", "qdisc", "replace", "dev", ns.hostIf, "root", "handle", "1:", "htb", "default", "1")
 	sh(t, "tc", "class", "add", "dev", ns.hostIf, "parent", "1:", "classid", "1:1", "htb", "rate", rate, "ceil", rate, "burst", "6k", "cburst", "6k")
 	sh(t, "tc", "qdisc", "add", "dev", ns.hostIf, "parent", "1:1", "handle", "10:", "pfifo", "limit", queue)
 }
 
-// unlimit removes the shaping.
+// unlimit lifts the limit: the class's rate goes to 10 Gbit/s. Deleting the qdisc instead
+// would drop the packets queued in it, a burst of loss no link that gets better causes.
 func (ns *netns) unlimit(t *testing.T) {
 	t.Helper()
-	sh(t, "tc", "qdisc", "del", "dev", ns.hostIf, "root")
+	sh(t, "tc", "class", "change", "dev", ns.hostIf, "parent", "1:", "classid", "1:1", "htb", "rate", "10gbit", "ceil", "10gbit")
 }
 
 // hostTxBytes is how many bytes the host sent into the namespace over the veth.

@@ -3,6 +3,7 @@ package sfu
 import (
 	"time"
 
+	"github.com/pion/rtcp"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -17,13 +18,16 @@ import (
 // receiver reports, which then hide a congested link.
 
 const (
-	fitMargin      = 0.9             // a layer fits when its bitrate is under this share of the estimate
-	probeFirst     = 2 * time.Second // first trial after settling on a layer below the wanted one
-	probeMaxGap    = 4 * time.Second // trials never wait longer than this after a failure
-	probeLength    = 2 * time.Second // how long a trial runs before it is judged
-	probeLossLimit = 0.04            // more loss than this during a trial ends it
-	steadyLoss     = 0.10            // more loss than this on a steady layer steps down
-	lossWindow     = time.Second     // retransmitted share of packets sent is measured over this
+	fitMargin      = 0.9                    // a layer fits when its bitrate is under this share of the estimate
+	probeFirst     = 2 * time.Second        // first trial after settling on a layer below the wanted one
+	probeMaxGap    = 4 * time.Second        // trials never wait longer than this after a failure
+	probeLength    = 2 * time.Second        // how long a trial runs before it is judged
+	probeLossLimit = 0.04                   // more loss than this during a trial ends it
+	steadyLoss     = 0.10                   // more loss than this on a steady layer steps down
+	lossWindow     = time.Second            // retransmitted share of packets sent is measured over this
+	keyframeRetry  = time.Second            // a switch waiting for a keyframe asks again this often
+	queueLimit     = 150 * time.Millisecond // more queueing delay than this is congestion
+	maxDrain       = 2 * time.Second        // longest wait for a queue to drain before a switch down
 )
 
 type probeState struct {
@@ -40,7 +44,13 @@ type probeState struct {
 	failed time.Time // when the last trial failed: its loss is not the proven layer's
 	// held stops forwarding the current layer while the down track waits for a lower
 	// layer's keyframe (read by forward, under the down track's lock).
-	held bool
+	held      bool
+	holdUntil int64     // nanotime before which the pending layer's keyframes are not taken
+	askedAt   time.Time // last keyframe request for the pending layer
+
+	// Round-trip time from receiver reports, its floor, and the queueing delay above it.
+	rtt, minRTT time.Duration
+	queued      time.Duration
 
 	// Retransmitted share of the packets sent in the last lossWindow.
 	lossAt       time.Time
@@ -66,6 +76,33 @@ func (d *DownTrack) lossLocked(now time.Time) float64 {
 	return max(d.loss, pr.resentShare)
 }
 
+// noteRTT takes the round-trip time from a receiver report: now minus the report's LSR
+// (the middle 32 bits of our sender report's NTP time) and DLSR, in 1/65536 s. The delay
+// above the lowest round trip seen is queueing on the way: a link that fills its queue
+// shows it long before it drops packets, and Chrome's REMB does not (it follows what the
+// subscriber receives, not its link).
+func (d *DownTrack) noteRTT(r rtcp.ReceptionReport, now time.Time) {
+	if r.LastSenderReport == 0 {
+		return
+	}
+	ntp := uint64(now.Unix()+2208988800)<<32 | uint64(now.Nanosecond())<<32/1e9
+	units := uint32(ntp>>16) - r.LastSenderReport - r.Delay
+	if int32(units) < 0 || units > 10*65536 {
+		return
+	}
+	rtt := time.Duration(units) * time.Second / 65536
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	pr := &d.probe
+	pr.rtt = rtt
+	if pr.minRTT == 0 || rtt < pr.minRTT {
+		pr.minRTT = rtt
+	} else {
+		pr.minRTT += time.Millisecond // follow a path that got longer, slowly
+	}
+	pr.queued = rtt - pr.minRTT
+}
+
 // resendShare is the most of a subscriber's estimate that retransmissions may take: a
 // congested link must not fill up with retransmissions of what it already dropped, or the
 // keyframe of the lower layer it is moved to never gets through.
@@ -73,11 +110,14 @@ const resendShare = 0.5
 
 // worthResendingLocked says whether a NACKed packet of seg is worth its share of the
 // retransmission budget: not when congestion moved the subscriber down from seg's layer to
-// the one it receives now. The subscriber restarts from the lower layer's keyframe, which
+// the one it receives now, or is about to. The subscriber restarts from the lower layer's keyframe, which
 // the budget must carry instead (seen with Chromium on a 300 kbit/s link: its NACKs for
 // the high layer it left came first in every report and used the budget up, and the low
 // layer's keyframe took 5 s to get through).
 func (d *DownTrack) worthResendingLocked(seg segment) bool {
+	if d.probe.held {
+		return false // the layer being left: the link needs to drain for the lower one
+	}
 	now := d.segments[0]
 	return seg.layer == now.layer || d.estimate == 0 || now.layer == nil || seg.layer.Quality <= now.layer.Quality
 }
@@ -141,7 +181,7 @@ func (d *DownTrack) Allocate() {
 	if d.pending != nil {
 		target = d.pending
 	}
-	var join, leave *Layer
+	var join, leave, joinHeld *Layer
 	if pick != target {
 		if d.pending != nil && d.pending != d.current {
 			leave = d.pending
@@ -152,8 +192,29 @@ func (d *DownTrack) Allocate() {
 			d.pending, join = pick, pick
 		}
 		// Moving down for congestion: stop sending the current layer now rather than at the
-		// lower one's keyframe, so the link's queue drains and that keyframe gets through.
+		// lower one's keyframe, and take that keyframe only once the queue the current
+		// layer built up has drained (the queueing delay the receiver reports show), or it
+		// is dropped at the tail of that queue and the picture freezes for seconds.
 		d.probe.held = d.estimate > 0 && d.current != nil && pick.Quality < d.current.Quality
+		d.probe.holdUntil = 0
+		if d.probe.held && d.probe.queued > 0 {
+			hold := min(d.probe.queued, maxDrain)
+			d.probe.holdUntil = nanotime() + int64(hold)
+			d.probe.askedAt = now.Add(hold - keyframeRetry) // ask when the hold ends
+			join = nil
+		}
+	}
+	// A switch waiting for its keyframe asks again every keyframeRetry: a publisher may
+	// not answer a request (seen with Chromium's simulcast: a trial waited 6 s for one).
+	var again *Layer
+	if d.pending != nil && pick != target && join == nil && d.pending != d.current {
+		joinHeld = d.pending // joins now, asks for its keyframe when the hold ends
+	} else if d.pending != nil {
+		if join != nil {
+			d.probe.askedAt = now
+		} else if now.Sub(d.probe.askedAt) >= keyframeRetry {
+			again, d.probe.askedAt = d.pending, now
+		}
 	}
 	d.mu.Unlock()
 	if leave != nil {
@@ -162,6 +223,12 @@ func (d *DownTrack) Allocate() {
 	if join != nil {
 		join.addSub(d)
 		join.RequestKeyframe()
+	}
+	if joinHeld != nil {
+		joinHeld.addSub(d)
+	}
+	if again != nil {
+		again.RequestKeyframe()
 	}
 }
 
@@ -172,14 +239,19 @@ func (d *DownTrack) chooseLocked(layers []*Layer, now time.Time) *Layer {
 			wanted = l
 		}
 	}
+	pr := &d.probe
 	if d.estimate == 0 || len(layers) == 1 {
+		// Start on the wanted layer and hold it like a passed trial, until loss says
+		// otherwise: a receiver's first estimates (Chrome's REMB starts at the rate it
+		// receives, or lower) are not a measurement of its link.
+		pr.proven = wanted
 		return wanted
 	}
-	pr := &d.probe
 	loss := d.lossLocked(now)
+	congested := loss > probeLossLimit || pr.queued > queueLimit
 	if pr.trial != nil {
 		switch {
-		case loss > probeLossLimit || d.current != pr.trial && now.Sub(pr.started) > 3*probeLength:
+		case congested || d.current != pr.trial && now.Sub(pr.started) > 3*probeLength:
 			pr.gap = min(pr.gap*2, probeMaxGap) // failed: back to where it was, wait longer
 			pr.next, pr.trial, pr.failed = now.Add(pr.gap), nil, now
 			return pr.from
@@ -205,7 +277,7 @@ func (d *DownTrack) chooseLocked(layers []*Layer, now time.Time) *Layer {
 		switch {
 		case pr.proven.Quality > wanted.Quality:
 			pr.proven = nil // the subscriber wants less
-		case loss > probeLossLimit && now.Sub(pr.failed) > probeLength:
+		case congested && now.Sub(pr.failed) > probeLength:
 			pr.proven = nil // the link no longer carries it: the estimate decides again
 			pr.gap = min(max(pr.gap, probeFirst)*2, probeMaxGap)
 		case fit.Quality < pr.proven.Quality:
@@ -226,7 +298,7 @@ func (d *DownTrack) chooseLocked(layers []*Layer, now time.Time) *Layer {
 		}
 		pr.next = now.Add(pr.gap)
 	}
-	if fit == cur && cur.Quality < wanted.Quality && loss <= probeLossLimit && !now.Before(pr.next) {
+	if fit == cur && cur.Quality < wanted.Quality && !congested && !now.Before(pr.next) {
 		up := layers[indexOf(layers, cur)+1]
 		pr.trial, pr.from, pr.started = up, cur, now
 		return up

@@ -7,6 +7,33 @@ import (
 	"github.com/pion/rtcp"
 )
 
+// report sends the down track a receiver report with this fraction lost (of 256).
+func report(d *DownTrack, lost uint8) {
+	d.HandleRTCP([]rtcp.Packet{&rtcp.ReceiverReport{Reports: []rtcp.ReceptionReport{{SSRC: 1234, FractionLost: lost}}}})
+}
+
+// TestStartsOnTheWantedLayerUntilLoss: a new subscriber gets the layer it wants and keeps it
+// through a low first estimate (Chrome's first REMB is no measurement of its link) until
+// loss shows the link does not carry it.
+func TestStartsOnTheWantedLayerUntilLoss(t *testing.T) {
+	f := newSimulcastFeed()
+	d, _ := bindRecorder(t, f.track)
+	for i, bps := range []int{150_000, 500_000, 1_500_000} {
+		f.layers[i].bitrate.Store(int64(bps))
+	}
+	d.SetFeedback(300_000)
+	f.picture(map[int]bool{0: true, 1: true, 2: true})
+	if d.Layer() != f.layers[2] {
+		t.Fatalf("new subscriber with a first estimate of 300 kbit/s and no loss forwarding %v; want high", d.Layer().Quality)
+	}
+	report(d, 64)
+	d.SetFeedback(300_000)
+	f.picture(map[int]bool{0: true, 1: true, 2: true})
+	if d.Layer() != f.layers[0] {
+		t.Fatalf("with 25%% loss at 300 kbit/s forwarding %v; want low", d.Layer().Quality)
+	}
+}
+
 // TestPassedTrialIsKeptUntilLoss: a subscriber whose receiver estimate (REMB) lags behind
 // its link keeps the layer a trial proved, although the estimate does not cover it;
 // retransmissions of a large share of what it was sent (loss that receiver reports hide
@@ -17,11 +44,13 @@ func TestPassedTrialIsKeptUntilLoss(t *testing.T) {
 	for i, bps := range []int{150_000, 500_000, 1_500_000} {
 		f.layers[i].bitrate.Store(int64(bps))
 	}
+	report(d, 64) // the start on high does not fit
 	d.SetFeedback(300_000)
 	f.picture(map[int]bool{0: true, 1: true, 2: true})
 	if d.Layer() != f.layers[0] {
 		t.Fatalf("at 300 kbit/s forwarding %v; want low", d.Layer().Quality)
 	}
+	report(d, 0)
 
 	// A trial of medium that runs its course without loss.
 	d.SetFeedback(300_000) // settled on low
@@ -76,6 +105,9 @@ func TestCurrentLayerStaysAtItsOwnRate(t *testing.T) {
 	if d.Layer() != f.layers[2] {
 		t.Fatalf("before any estimate forwarding %v; want high", d.Layer().Quality)
 	}
+	report(d, 64) // a little loss once: from now on the estimate decides
+	d.SetFeedback(3_000_000)
+	report(d, 0)
 	d.SetFeedback(1_550_000)
 	f.picture(map[int]bool{0: true, 1: true, 2: true})
 	if d.Layer() != f.layers[2] {
@@ -120,6 +152,7 @@ func TestNoRetransmissionsOfTheLayerLeftForCongestion(t *testing.T) {
 	if layerOf(high) != 2 {
 		t.Fatalf("started on layer %d; want high", layerOf(high))
 	}
+	report(d, 64)
 	d.SetFeedback(300_000)
 	f.picture(map[int]bool{0: true})
 	low := w.pkts[len(w.pkts)-1]
@@ -142,6 +175,7 @@ func TestMovingDownStopsTheOldLayerAtOnce(t *testing.T) {
 		f.layers[i].bitrate.Store(int64(bps))
 	}
 	f.picture(map[int]bool{0: true, 1: true, 2: true})
+	report(d, 64)
 	d.SetFeedback(300_000)
 	sent := len(w.pkts)
 	f.picture(nil) // no keyframe of low yet
@@ -153,4 +187,26 @@ func TestMovingDownStopsTheOldLayerAtOnce(t *testing.T) {
 		t.Fatal("the low layer's keyframe did not start it")
 	}
 	checkContiguous(t, w.pkts)
+}
+
+// TestQueueingDelayFromReceiverReports: the round trip from a receiver report's LSR and
+// DLSR, and the delay above the lowest one, which ends a trial before the queue overflows.
+func TestQueueingDelayFromReceiverReports(t *testing.T) {
+	f := newSimulcastFeed()
+	d, _ := bindRecorder(t, f.track)
+	now := time.Now()
+	lsr := func(ago time.Duration) uint32 {
+		at := now.Add(-ago)
+		ntp := uint64(at.Unix()+2208988800)<<32 | uint64(at.Nanosecond())<<32/1e9
+		return uint32(ntp >> 16)
+	}
+	d.noteRTT(rtcp.ReceptionReport{SSRC: 1234, LastSenderReport: lsr(30 * time.Millisecond), Delay: 65536 / 100}, now) // 10 ms held
+	d.noteRTT(rtcp.ReceptionReport{SSRC: 1234, LastSenderReport: lsr(420 * time.Millisecond), Delay: 65536 / 10}, now) // 100 ms held
+	d.mu.Lock()
+	rtt, minRTT, queued := d.probe.rtt, d.probe.minRTT, d.probe.queued
+	d.mu.Unlock()
+	near := func(got, want time.Duration) bool { return got > want-2*time.Millisecond && got < want+2*time.Millisecond }
+	if !near(minRTT, 20*time.Millisecond) || !near(rtt, 320*time.Millisecond) || !near(queued, 299*time.Millisecond) {
+		t.Fatalf("round trip %v, lowest %v, queued %v; want 320 ms, 20 ms (+1 ms) and about 300 ms", rtt, minRTT, queued)
+	}
 }
