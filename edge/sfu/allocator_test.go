@@ -205,7 +205,9 @@ func TestQueueingDelayFromReceiverReports(t *testing.T) {
 	d.mu.Lock()
 	rtt, minRTT, queued := d.probe.rtt, d.probe.minRTT, d.probe.queued
 	d.mu.Unlock()
-	near := func(got, want time.Duration) bool { return got > want-2*time.Millisecond && got < want+2*time.Millisecond }
+	near := func(got, want time.Duration) bool {
+		return got > want-2*time.Millisecond && got < want+2*time.Millisecond
+	}
 	if !near(minRTT, 20*time.Millisecond) || !near(rtt, 320*time.Millisecond) || !near(queued, 299*time.Millisecond) {
 		t.Fatalf("round trip %v, lowest %v, queued %v; want 320 ms, 20 ms (+1 ms) and about 300 ms", rtt, minRTT, queued)
 	}
