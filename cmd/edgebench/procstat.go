@@ -67,7 +67,7 @@ func parseProc(stat, status []byte) (procSample, error) {
 
 // goroutines reads go_goroutines from a Prometheus /metrics endpoint.
 func goroutines(ctx context.Context, client *http.Client, metricsURL, token string) (int, error) {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second) // a loaded server answers slowly
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, metricsURL, nil)
 	if err != nil {
