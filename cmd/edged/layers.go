@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/edgeflux/edge/encoder"
 	"github.com/edgeflux/edge/encoder/openh264"
@@ -49,6 +50,9 @@ func layerSpecs(setting string, w, h int) []layerSpec {
 	}
 	return out
 }
+
+// idleLayerEncoder is how long a smaller layer's software encoder stays open without frames.
+const idleLayerEncoder = 30 * time.Second
 
 // layerBitrate is a layer's share of the configured bitrate: a third at half size, a tenth at
 // quarter size (bits per pixel rise as pictures shrink), never below 100 kbit/s.
@@ -135,10 +139,10 @@ func openLayers(c config.Encoder, src source, top encoder.Encoder, log *slog.Log
 			}
 		}
 		if enc == nil {
-			if enc, err = openh264.New(ecfg); err != nil {
-				out.Close()
-				return nil, fmt.Errorf("encoder for the %v layer: %w", s.quality, err)
-			}
+			// It opens when the layer is first wanted and closes when nobody has wanted it
+			// for a while: a paused layer costs no memory (opening one at start and closing
+			// it would leave its memory in the C allocator).
+			enc = encoder.NewLazy(openh264.Name, idleLayerEncoder, func() (encoder.Encoder, error) { return openh264.New(ecfg) })
 		}
 		lc.Encoder = enc
 		out.closers = append(out.closers, enc.Close)

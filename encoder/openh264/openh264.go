@@ -79,7 +79,10 @@ func New(cfg encoder.Config) (encoder.Encoder, error) {
 }
 
 // Name implements encoder.Encoder.
-func (e *Encoder) Name() string { return "openh264 (software)" }
+// Name is the backend's name in logs and the status page.
+const Name = "openh264 (software)"
+
+func (e *Encoder) Name() string { return Name }
 
 // Encode implements encoder.Encoder.
 func (e *Encoder) Encode(f *media.Frame) (media.AccessUnit, error) {

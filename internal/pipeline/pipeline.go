@@ -179,6 +179,20 @@ func (p *Pipeline) handle(f *media.Frame) {
 		l.encode(f)
 		return
 	}
+	if l := p.onlyActive(); l != nil && (l.w == 0 || l.w == f.Width && l.h == f.Height) {
+		// Only the full-size layer is wanted (the usual idle state, the smaller layers
+		// paused): encode in line as with one layer, with no copy of the frame.
+		if !l.busy.CompareAndSwap(false, true) {
+			l.dropped.Add(1) // its goroutine is still on a frame from before
+			return
+		}
+		if muted {
+			f = l.blackFrame(f)
+		}
+		l.encode(f)
+		l.busy.Store(false)
+		return
+	}
 	idle := true
 	for _, l := range p.layers {
 		if !l.active.Load() {
@@ -233,6 +247,20 @@ func (p *Pipeline) observe(l *Layer, n int) {
 		cut++
 	}
 	p.window = append(p.window[:0], p.window[cut:]...)
+}
+
+// onlyActive is the one active layer, or nil when none or several are.
+func (p *Pipeline) onlyActive() *Layer {
+	var only *Layer
+	for _, l := range p.layers {
+		if l.active.Load() {
+			if only != nil {
+				return nil
+			}
+			only = l
+		}
+	}
+	return only
 }
 
 // topActive is the largest active layer (the largest when none is active).
