@@ -84,8 +84,15 @@ func registerCodecs(me *webrtc.MediaEngine, videoFB []webrtc.RTCPFeedback) error
 		{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000, RTCPFeedback: videoFB}, PayloadType: 96},
 	}
 	for _, c := range video {
-		if err := me.RegisterCodec(c, webrtc.RTPCodecTypeVideo); err != nil {
-			return fmt.Errorf("register %s: %w", c.MimeType, err)
+		// Each video codec with its RTX (RFC 4588) payload type one above it.
+		rtx := webrtc.RTPCodecParameters{
+			RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeRTX, ClockRate: 90000, SDPFmtpLine: fmt.Sprintf("apt=%d", c.PayloadType)},
+			PayloadType:        c.PayloadType + 1,
+		}
+		for _, r := range []webrtc.RTPCodecParameters{c, rtx} {
+			if err := me.RegisterCodec(r, webrtc.RTPCodecTypeVideo); err != nil {
+				return fmt.Errorf("register %s: %w", r.MimeType, err)
+			}
 		}
 	}
 	opus := webrtc.RTPCodecParameters{

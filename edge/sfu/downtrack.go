@@ -21,25 +21,30 @@ type DownTrack struct {
 	track      *Track
 	Subscriber string
 
-	mu           sync.Mutex // guards everything below; layers' goroutines and NACK answers write
-	writer       webrtc.TrackLocalWriter
-	ssrc         uint32
-	payloadType  uint8
-	clockRate    uint32
-	current      *Layer // the layer being forwarded; nil before the first keyframe
-	pending      *Layer // the layer to switch to at its next keyframe
-	started      bool
-	lastSeq      uint16 // last sequence number sent (subscriber's numbering)
-	lastTS       uint32
-	lastArrival  int64
-	seqDelta     uint16 // out = in + seqDelta, for the current layer
-	tsDelta      uint32
-	segments     [4]segment // recent layer switches, to map NACKed numbers back to a layer
-	hdr          rtp.Header // reused for every packet: no allocation per forwarded packet
-	vp8          *vp8Munger // VP8: PictureID, TL0PICIDX and KEYIDX continue across switches
-	closed       bool
-	resendTokens float64 // retransmission budget (token bucket)
-	resendLast   int64
+	mu          sync.Mutex // guards everything below; layers' goroutines and NACK answers write
+	writer      webrtc.TrackLocalWriter
+	ssrc        uint32
+	payloadType uint8
+	clockRate   uint32
+	current     *Layer // the layer being forwarded; nil before the first keyframe
+	pending     *Layer // the layer to switch to at its next keyframe
+	started     bool
+	lastSeq     uint16 // last sequence number sent (subscriber's numbering)
+	lastTS      uint32
+	lastArrival int64
+	seqDelta    uint16 // out = in + seqDelta, for the current layer
+	tsDelta     uint32
+	segments    [4]segment // recent layer switches, to map NACKed numbers back to a layer
+	hdr         rtp.Header // reused for every packet: no allocation per forwarded packet
+	// RTX (RFC 4588) when the subscriber negotiated it: retransmissions go on their own SSRC.
+	rtxSSRC        uint32
+	rtxPayloadType uint8
+	rtxSeq         uint16
+	rtxBuf         []byte
+	vp8            *vp8Munger // VP8: PictureID, TL0PICIDX and KEYIDX continue across switches
+	closed         bool
+	resendTokens   float64 // retransmission budget (token bucket)
+	resendLast     int64
 
 	// Layer choice, owned by Allocate (one goroutine: the subscriber's RTCP reader or ticker).
 	maxQuality Quality
@@ -87,6 +92,9 @@ func (d *DownTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameter
 	d.writer = ctx.WriteStream()
 	d.ssrc = uint32(ctx.SSRC())
 	d.payloadType = uint8(codec.PayloadType)
+	if rtx, ok := rtxFor(codec.PayloadType, ctx.CodecParameters()); ok && ctx.SSRCRetransmission() != 0 {
+		d.rtxSSRC, d.rtxPayloadType, d.rtxSeq = uint32(ctx.SSRCRetransmission()), uint8(rtx), uint16(rand.Uint32())
+	}
 	d.clockRate = codec.ClockRate
 	d.mu.Unlock()
 	d.Allocate()
@@ -120,13 +128,31 @@ func pickCodec(want webrtc.RTPCodecCapability, offered []webrtc.RTPCodecParamete
 	return webrtc.RTPCodecParameters{}, false
 }
 
+// rtxFor finds the negotiated RTX payload type whose apt is pt.
+func rtxFor(pt webrtc.PayloadType, codecs []webrtc.RTPCodecParameters) (webrtc.PayloadType, bool) {
+	for _, c := range codecs {
+		if strings.EqualFold(c.MimeType, webrtc.MimeTypeRTX) && fmtpValue(c.SDPFmtpLine, "apt") == fmt.Sprint(pt) {
+			return c.PayloadType, true
+		}
+	}
+	return 0, false
+}
+
+// fmtpValue is one parameter of an fmtp line, or "".
+func fmtpValue(fmtp, key string) string {
+	for kv := range strings.SplitSeq(fmtp, ";") {
+		if k, v, ok := strings.Cut(strings.TrimSpace(kv), "="); ok && strings.EqualFold(k, key) {
+			return v
+		}
+	}
+	return ""
+}
+
 // profile is the H.264 profile (profile_idc and constraint flags) of an fmtp line, without
 // the level: a subscriber that can decode the profile gets any level.
 func profile(fmtp string) string {
-	for kv := range strings.SplitSeq(fmtp, ";") {
-		if k, v, ok := strings.Cut(strings.TrimSpace(kv), "="); ok && strings.EqualFold(k, "profile-level-id") && len(v) == 6 {
-			return strings.ToLower(v[:4])
-		}
+	if v := fmtpValue(fmtp, "profile-level-id"); len(v) == 6 {
+		return strings.ToLower(v[:4])
 	}
 	return ""
 }
@@ -251,6 +277,14 @@ func (d *DownTrack) writeLocked(p *packet, resend bool) (int, error) {
 	payload := p.payload
 	if d.vp8 != nil && !p.padding {
 		payload = d.vp8.rewrite(payload, newest)
+	}
+	if resend && d.rtxSSRC != 0 {
+		// RFC 4588: a retransmission on its own stream, the original sequence number first,
+		// so the subscriber's loss statistics and bandwidth estimate tell it from new media.
+		d.hdr.SSRC, d.hdr.PayloadType, d.hdr.SequenceNumber = d.rtxSSRC, d.rtxPayloadType, d.rtxSeq
+		d.rtxSeq++
+		d.rtxBuf = append(append(d.rtxBuf[:0], byte(seq>>8), byte(seq)), payload...)
+		payload = d.rtxBuf
 	}
 	n, err := d.writer.WriteRTP(&d.hdr, payload)
 	if n > 0 {

@@ -384,3 +384,47 @@ func FuzzKeyframeDetectors(f *testing.F) {
 		_ = vp8Keyframe(b, ts)
 	})
 }
+
+// rtxBinding negotiates H.264 on 102 with RTX on 103 and an RTX SSRC.
+type rtxBinding struct{ recordingBinding }
+
+func (b rtxBinding) CodecParameters() []webrtc.RTPCodecParameters {
+	return []webrtc.RTPCodecParameters{
+		{RTPCodecCapability: testH264, PayloadType: 102},
+		{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeRTX, ClockRate: 90000, SDPFmtpLine: "apt=102"}, PayloadType: 103},
+	}
+}
+func (b rtxBinding) SSRCRetransmission() webrtc.SSRC { return 5678 }
+
+// TestNACKIsAnsweredOnRTX: with RTX negotiated, a retransmission goes on the RTX stream
+// (RFC 4588): its own SSRC, payload type and numbering, the original sequence number first.
+func TestNACKIsAnsweredOnRTX(t *testing.T) {
+	track, layer := testTrack(nil)
+	w := &recordingWriter{}
+	d := NewDownTrack(track, "viewer", nil)
+	if _, err := d.Bind(rtxBinding{recordingBinding{fakeBinding{ssrc: 1234}, w}}); err != nil {
+		t.Fatal(err)
+	}
+	layer.WriteAccessUnit(fakeAU(0, true, 5000))
+	lost := w.pkts[2]
+	sent := len(w.pkts)
+	for range 2 {
+		d.HandleRTCP([]rtcp.Packet{&rtcp.TransportLayerNack{Nacks: []rtcp.NackPair{{PacketID: lost.SequenceNumber}}}})
+	}
+	if len(w.pkts) != sent+2 {
+		t.Fatalf("%d retransmissions for two NACKs", len(w.pkts)-sent)
+	}
+	first, second := w.pkts[sent], w.pkts[sent+1]
+	if first.SSRC != 5678 || first.PayloadType != 103 || second.SequenceNumber != first.SequenceNumber+1 {
+		t.Errorf("RTX packets: SSRC %d PT %d seq %d, %d; want SSRC 5678, PT 103, consecutive", first.SSRC, first.PayloadType,
+			first.SequenceNumber, second.SequenceNumber)
+	}
+	osn := uint16(first.Payload[0])<<8 | uint16(first.Payload[1])
+	if osn != lost.SequenceNumber || !bytes.Equal(first.Payload[2:], lost.Payload) || first.Timestamp != lost.Timestamp {
+		t.Errorf("RTX payload: OSN %d (want %d), payload equal %v", osn, lost.SequenceNumber, bytes.Equal(first.Payload[2:], lost.Payload))
+	}
+	layer.WriteAccessUnit(fakeAU(1, false, 100))
+	if last := w.pkts[len(w.pkts)-1]; last.SSRC != 1234 || last.SequenceNumber != w.pkts[sent-1].SequenceNumber+1 {
+		t.Errorf("media after RTX: SSRC %d seq %d; want the media stream continuing", last.SSRC, last.SequenceNumber)
+	}
+}
