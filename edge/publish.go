@@ -2,7 +2,9 @@ package edge
 
 import (
 	"fmt"
+	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
@@ -23,6 +25,7 @@ type publisher struct {
 	tracks  map[string]*sfu.Track // by mid: the layers of one simulcast track share a mid
 	ssrcs   map[*sfu.Layer]uint32
 	sources map[string]string // mid → source, as the client declared it
+	stopped atomic.Bool       // no more packets from this connection reach the layers
 	// onActiveLayers tells the publisher which of its layers anyone receives (dynacast).
 	onActiveLayers func(t *sfu.Track, active []*sfu.Layer)
 }
@@ -55,22 +58,26 @@ func (pub *publisher) handleTrack(remote *webrtc.TrackRemote, recv *webrtc.RTPRe
 	}
 	pub.mu.Lock()
 	t, existed := pub.tracks[mid]
+	publish := false
 	if !existed {
 		source := pub.sources[mid]
 		if source == "" {
 			source = map[webrtc.RTPCodecType]string{webrtc.RTPCodecTypeAudio: "microphone", webrtc.RTPCodecTypeVideo: "camera"}[remote.Kind()]
 		}
-		info := sfu.TrackInfo{
-			ID:     publishedTrackID(pub.p.ID, mid),
-			Kind:   remote.Kind(),
-			Source: source,
-			Codec:  remote.Codec().RTPCodecCapability,
-		}
-		t = sfu.NewTrack(info, pub.p.ID, pub.requestKeyframe, func(active []*sfu.Layer) {
+		codec := remote.Codec().RTPCodecCapability
+		dynacast := func(active []*sfu.Layer) {
 			if pub.onActiveLayers != nil {
 				pub.onActiveLayers(t, active)
 			}
-		})
+		}
+		if t = pub.adoptableLocked(remote.Kind(), source, codec.MimeType); t != nil {
+			// The participant reconnected: its subscribers keep this track.
+			t.Adopt(pub.requestKeyframe, dynacast)
+		} else {
+			info := sfu.TrackInfo{ID: publishedTrackID(pub.p.ID, mid), Kind: remote.Kind(), Source: source, Codec: codec}
+			t = sfu.NewTrack(info, pub.p.ID, pub.requestKeyframe, dynacast)
+			publish = true
+		}
 		pub.tracks[mid] = t
 	}
 	quality := sfu.High
@@ -80,11 +87,30 @@ func (pub *publisher) handleTrack(remote *webrtc.TrackRemote, recv *webrtc.RTPRe
 	layer := t.AddLayer(remote.RID(), quality, 0, 0)
 	pub.ssrcs[layer] = uint32(remote.SSRC())
 	pub.mu.Unlock()
-	if !existed {
+	if publish {
 		pub.room.Publish(pub.p, t)
 	}
 	pub.srv.metrics.tracksPublished.Add(1)
 	pub.read(remote, layer)
+}
+
+// adoptableLocked finds a track the participant published before it reconnected (Room.Join
+// hands a replaced participant's tracks to its successor) of the same kind, source and
+// codec that no stream of this connection feeds yet.
+func (pub *publisher) adoptableLocked(kind webrtc.RTPCodecType, source, mime string) *sfu.Track {
+	for _, t := range pub.p.Tracks() {
+		if t.Kind != kind || t.Source != source || !strings.EqualFold(t.Codec.MimeType, mime) {
+			continue
+		}
+		taken := false
+		for _, mine := range pub.tracks {
+			taken = taken || mine == t
+		}
+		if !taken {
+			return t
+		}
+	}
+	return nil
 }
 
 // read moves one stream's packets into its layer until the connection ends.
@@ -101,8 +127,8 @@ func (pub *publisher) read(remote *webrtc.TrackRemote, layer *sfu.Layer) {
 	var pkt rtp.Packet
 	for {
 		n, _, err := remote.Read(buf)
-		if closed(err) {
-			return
+		if closed(err) || pub.stopped.Load() {
+			return // ended, or replaced: a successor may feed these layers now
 		}
 		if err != nil {
 			pub.srv.metrics.malformed.Add(1)
@@ -159,8 +185,9 @@ func (pub *publisher) requestKeyframe(l *sfu.Layer) {
 	_ = pub.pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: ssrc}})
 }
 
-// close withdraws the tracks from the room.
+// close withdraws the tracks from the room (those a successor adopted stay published).
 func (pub *publisher) close() {
+	pub.stopped.Store(true)
 	pub.mu.Lock()
 	tracks := make([]*sfu.Track, 0, len(pub.tracks))
 	for _, t := range pub.tracks {

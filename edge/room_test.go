@@ -255,7 +255,9 @@ func TestVanishedParticipantIsCleanedUp(t *testing.T) {
 	for _, pc := range []*webrtc.PeerConnection{ghost.PublishConnection(), ghost.SubscribeConnection()} {
 		_ = pc.Close()
 	}
-	m, err := alice.Wait(ctx, func(m roomclient.Message) bool { return m.Type() == "participant_left" && m["participant_id"] == "ghost" })
+	m, err := alice.Wait(ctx, func(m roomclient.Message) bool {
+		return m.Type() == "participant_left" && m["participant_id"] == "ghost"
+	})
 	if err != nil {
 		t.Fatal("the ghost was never cleaned up:", err)
 	}

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -206,6 +207,57 @@ func TestMalformedMediaCannotCrashOrStallTheSFU(t *testing.T) {
 
 				t.Errorf("%d retransmissions for NACK lists of 68 million entries; want them capped", d.Retransmits.Load())
 			}
+		}
+	}
+}
+
+// TestPublisherReconnectIsSeamlessForViewers: an encoder that restarts (a new WHIP session
+// with the same identity, new SSRCs, new numbering) goes on feeding the same track; a WHEP
+// viewer keeps its session and sees one stream: same SSRC, sequence numbers without a gap.
+func TestPublisherReconnectIsSeamlessForViewers(t *testing.T) {
+	leakcheck.Check(t)
+	ts := startServer(t, nil)
+	v1, a1 := mediaSource(t, "encoder")
+	first := publishWHIP(t, ts, "encoder", nil, v1, a1)
+	waitFor(t, "the publisher's tracks", func() bool {
+		p := ts.srv.Room("main").Participant("encoder")
+		return p != nil && len(p.Tracks()) == 2
+	})
+	var mu sync.Mutex
+	var got []rtp.Header
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	viewer, err := whepclient.Dial(ctx, whepclient.Options{URL: ts.url + "/whep/main/encoder", Token: testToken, LoopbackOnly: true},
+		func(p *rtp.Packet) {
+			mu.Lock()
+			got = append(got, p.Header)
+			mu.Unlock()
+		})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer viewer.Close()
+	count := func() int { mu.Lock(); defer mu.Unlock(); return len(got) }
+	waitFor(t, "the viewer to receive the first encoder", func() bool { return count() >= 20 })
+	before := count()
+
+	v2, a2 := mediaSource(t, "encoder") // a fresh sender: new SSRCs, new random numbering
+	publishWHIP(t, ts, "encoder", nil, v2, a2)
+	waitFor(t, "the viewer to receive the restarted encoder", func() bool { return count() >= before+40 })
+	if err := first.pc.Close(); err != nil { // the old encoder is gone for good
+		t.Fatal(err)
+	}
+	if n := len(ts.srv.Room("main").Participant("encoder").Tracks()); n != 2 {
+		t.Errorf("the reconnected publisher has %d tracks; want its 2, adopted", n)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for i := 1; i < len(got); i++ {
+		if got[i].SSRC != got[0].SSRC {
+			t.Fatalf("packet %d on SSRC %d, the stream began on %d", i, got[i].SSRC, got[0].SSRC)
+		}
+		if gap := got[i].SequenceNumber - got[i-1].SequenceNumber; gap != 1 {
+			t.Fatalf("packet %d: sequence %d after %d across the reconnect", i, got[i].SequenceNumber, got[i-1].SequenceNumber)
 		}
 	}
 }

@@ -29,6 +29,7 @@ type DownTrack struct {
 	current     *Layer // the layer being forwarded; nil before the first keyframe
 	pending     *Layer // the layer to switch to at its next keyframe
 	started     bool
+	epoch       uint32 // the producer generation of the current layer's packets
 	lastSeq     uint16 // last sequence number sent (subscriber's numbering)
 	lastTS      uint32
 	lastArrival int64
@@ -63,6 +64,7 @@ type segment struct {
 	seqDelta uint16
 	tsDelta  uint32
 	vp8      vp8Delta
+	epoch    uint32 // the producer generation the segment's packets came from
 }
 
 var _ webrtc.TrackLocal = (*DownTrack)(nil)
@@ -210,6 +212,19 @@ func (d *DownTrack) forward(l *Layer, p *packet) {
 		return
 	}
 	if l == d.current && d.started && !d.probe.held {
+		if p.epoch != d.epoch {
+			// A new producer took the track over: its numbering starts afresh, so wait
+			// for its keyframe and continue our own numbering from there.
+			ask := d.pending != l
+			d.pending = l
+			if p.keyframe {
+				d.switchLocked(l, p)
+			} else if ask {
+				go l.RequestKeyframe()
+			}
+			d.mu.Unlock()
+			return
+		}
 		d.writeLocked(p, false)
 	}
 	d.mu.Unlock()
@@ -246,10 +261,10 @@ func (d *DownTrack) switchLocked(l *Layer, p *packet) *Layer {
 		return nil
 	}
 	old := d.current
-	d.current, d.pending, d.started = l, nil, true
+	d.current, d.pending, d.started, d.epoch = l, nil, true, p.epoch
 	d.probe.held = false
 	copy(d.segments[1:], d.segments[:len(d.segments)-1])
-	d.segments[0] = segment{outStart: p.seq + d.seqDelta, layer: l, seqDelta: d.seqDelta, tsDelta: d.tsDelta}
+	d.segments[0] = segment{outStart: p.seq + d.seqDelta, layer: l, seqDelta: d.seqDelta, tsDelta: d.tsDelta, epoch: p.epoch}
 	if d.vp8 != nil {
 		d.segments[0].vp8 = d.vp8.delta
 	}
@@ -387,7 +402,12 @@ func (d *DownTrack) resend(outSeq uint16) bool {
 		if d.vp8 != nil {
 			vp8, d.vp8.delta = d.vp8.delta, seg.vp8
 		}
-		ok := seg.layer.ring.with(outSeq-seg.seqDelta, func(p *packet) { _, _ = d.writeLocked(p, true) })
+		ok := false
+		seg.layer.ring.with(outSeq-seg.seqDelta, func(p *packet) {
+			if ok = p.epoch == seg.epoch; ok { // not a packet of a later producer that reused the number
+				_, _ = d.writeLocked(p, true)
+			}
+		})
 		d.seqDelta, d.tsDelta = seqDelta, tsDelta
 		if d.vp8 != nil {
 			d.vp8.delta = vp8

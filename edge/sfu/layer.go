@@ -82,9 +82,10 @@ type Layer struct {
 	lastKeyRequest atomic.Int64 // monotonic ns; 0 before the first request
 	deferredKey    atomic.Bool  // a throttled request waits for the end of the gap
 	keyframes      atomic.Uint64
-	lastKeyframe   atomic.Int64 // monotonic ns of the last keyframe start
-	active         atomic.Bool  // dynacast: someone receives this layer
-	audioLevel     atomic.Int32 // loudest RFC 6464 level in -dBov (0 loudest, 127 silence) since the room looked; audio only
+	lastKeyframe   atomic.Int64  // monotonic ns of the last keyframe start
+	active         atomic.Bool   // dynacast: someone receives this layer
+	epoch          atomic.Uint32 // bumped when a new producer takes over (Track.Adopt)
+	audioLevel     atomic.Int32  // loudest RFC 6464 level in -dBov (0 loudest, 127 silence) since the room looked; audio only
 
 	// The appliance's own layers are packetized here, from the encoder's goroutine.
 	payloader codecs.H264Payloader
@@ -118,7 +119,7 @@ func (l *Layer) WriteRTP(seq uint16, ts uint32, marker bool, payload []byte, pad
 		l.keyframes.Add(1)
 		l.lastKeyframe.Store(now)
 	}
-	p := l.ring.put(packet{seq: seq, timestamp: ts, marker: marker, keyframe: kf, padding: paddingOnly, arrival: now}, payload)
+	p := l.ring.put(packet{seq: seq, timestamp: ts, marker: marker, keyframe: kf, padding: paddingOnly, arrival: now, epoch: l.epoch.Load()}, payload)
 	l.bytes.Add(uint64(len(payload)))
 	l.packets.Add(1)
 	for _, s := range *l.subs.Load() {
@@ -196,7 +197,7 @@ func (l *Layer) RequestKeyframe() {
 	if !l.lastKeyRequest.CompareAndSwap(last, now) {
 		return
 	}
-	if f := l.track.requestKeyframe; f != nil {
+	if f := l.track.keyframeRequester(); f != nil {
 		f(l)
 	}
 }

@@ -12,9 +12,10 @@ type packet struct {
 	seq       uint16
 	timestamp uint32
 	marker    bool
-	keyframe  bool  // first packet of a keyframe: a subscriber may start or switch layers here
-	padding   bool  // payload is RTP padding only (a sender's probe); forwarded to keep numbering whole
-	arrival   int64 // monotonic nanoseconds, for timestamp continuity across layer switches
+	keyframe  bool   // first packet of a keyframe: a subscriber may start or switch layers here
+	padding   bool   // payload is RTP padding only (a sender's probe); forwarded to keep numbering whole
+	arrival   int64  // monotonic nanoseconds, for timestamp continuity across layer switches
+	epoch     uint32 // the layer's producer generation (Track.Adopt)
 	payload   []byte
 }
 

@@ -193,10 +193,16 @@ func (r *Room) Join(p *Participant) (replaced *Participant) {
 	others := r.othersLocked(p)
 	r.mu.Unlock()
 	if replaced != nil {
-		r.removeTracks(replaced, others)
+		// A reconnect: the newcomer inherits the tracks, and its subscribers keep receiving
+		// them while it publishes again (Track.Adopt). Tracks it does not publish again stay
+		// silent until it leaves.
 		replaced.mu.Lock()
-		replaced.gone = true
+		inherited := replaced.tracks
+		replaced.tracks, replaced.gone = nil, true
 		replaced.mu.Unlock()
+		p.mu.Lock()
+		p.tracks = append(inherited, p.tracks...)
+		p.mu.Unlock()
 	}
 	info := p.Info()
 	for _, o := range others {

@@ -28,7 +28,8 @@ type Track struct {
 	muted  atomic.Bool
 
 	// requestKeyframe is how subscribers' PLI/FIR and layer switches reach whoever
-	// produces a layer; it must not block.
+	// produces a layer; it must not block. Under mu: a reconnected publisher replaces it
+	// (Adopt), with onActiveLayers.
 	requestKeyframe func(*Layer)
 	// onActiveLayers is told, on change, which layers have at least one subscriber (dynacast).
 	// It is called under mu, in order, and must not call back into the track.
@@ -62,6 +63,26 @@ func (t *Track) AddLayer(rid string, q Quality, width, height int) *Layer {
 	slices.SortStableFunc(next, func(a, b *Layer) int { return int(a.Quality) - int(b.Quality) })
 	t.layers.Store(&next)
 	return l
+}
+
+// Adopt hands the track to a new producer: a publisher that reconnected (an encoder
+// restarted, a page reloaded) goes on feeding the same track, so its subscribers keep their
+// down tracks and see one continuous stream. Every layer restarts its numbering:
+// subscribers wait for its next keyframe and continue their own numbering from there.
+func (t *Track) Adopt(requestKeyframe func(*Layer), onActiveLayers func([]*Layer)) {
+	t.mu.Lock()
+	t.requestKeyframe, t.onActiveLayers, t.lastActive = requestKeyframe, onActiveLayers, nil
+	t.mu.Unlock()
+	for _, l := range t.Layers() {
+		l.epoch.Add(1)
+	}
+	t.layersChanged()
+}
+
+func (t *Track) keyframeRequester() func(*Layer) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.requestKeyframe
 }
 
 // Layers returns the track's layers, lowest quality first.
@@ -99,11 +120,11 @@ func (t *Track) Subscribers() int {
 // their own goroutines, and a set computed before another change must not reach the
 // producer after it (it would pause a layer someone waits for, until the next change).
 func (t *Track) layersChanged() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
 	if t.onActiveLayers == nil {
 		return
 	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
 	var active []*Layer
 	for _, l := range t.Layers() {
 		if l.Subscribers() > 0 {
