@@ -26,7 +26,7 @@ const (
 	steadyLoss     = 0.10                   // more loss than this on a steady layer steps down
 	lossWindow     = time.Second            // retransmitted share of packets sent is measured over this
 	keyframeRetry  = time.Second            // a switch waiting for a keyframe asks again this often
-	queueLimit     = 150 * time.Millisecond // more queueing delay than this is congestion
+	queueLimit     = 200 * time.Millisecond // more queueing delay than this is congestion
 	maxDrain       = 2 * time.Second        // longest wait for a queue to drain before a switch down
 )
 
