@@ -98,7 +98,9 @@ def on_offer(promise, _):
 def on_negotiation_needed(_):
     w.emit('create-offer', None, Gst.Promise.new_with_change_func(on_offer, None))
 
-w.emit('get-transceiver', 0).set_property('direction', GstWebRTC.WebRTCRTPTransceiverDirection.SENDONLY)
+tr = w.emit('get-transceiver', 0)
+tr.set_property('direction', GstWebRTC.WebRTCRTPTransceiverDirection.SENDONLY)
+tr.set_property('do-nack', True)  # offers RTX (rtx/90000, apt=102), as GStreamer publishers usually do
 w.connect('on-negotiation-needed', on_negotiation_needed)
 w.connect('notify::ice-gathering-state', on_gathering)
 bus = pipe.get_bus()
