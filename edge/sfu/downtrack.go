@@ -388,14 +388,14 @@ func (d *DownTrack) resend(outSeq uint16) bool {
 	if d.resendTokens < 1 {
 		return false
 	}
-	d.resendTokens--
 	for _, seg := range d.segments {
 		if seg.layer == nil || int16(outSeq-seg.outStart) < 0 {
 			continue
 		}
-		if !d.worthResendingLocked(seg) { // allocator.go
+		if !d.worthResendingLocked(seg) { // allocator.go; costs no token
 			return false
 		}
+		d.resendTokens--
 		seqDelta, tsDelta := d.seqDelta, d.tsDelta
 		d.seqDelta, d.tsDelta = seg.seqDelta, seg.tsDelta
 		var vp8 vp8Delta
