@@ -267,32 +267,42 @@ func TestE2EMeetingThreeBrowsersAndTheCamera(t *testing.T) {
 		t.Logf("first frame %-15s %v", pair, firstFrame[pair].Round(10*time.Millisecond))
 	}
 
-	// Growing, not just started: every counter moves on from this sample.
-	first := map[string]pageView{}
-	for _, p := range pages {
-		first[p.id] = p.last
+	// Growing, not just started: every counter moves on. A counter that goes back starts over
+	// from there: a page that rejoined (it does so by itself when the server ends its
+	// session) has new connections; that is logged below, not hidden.
+	base := map[string]int{} // "alice <- bob video": the count to grow from
+	grown := func(key string, n, by int) bool {
+		b, seen := base[key]
+		if !seen || n < b {
+			base[key] = n
+			return false
+		}
+		return n >= b+by
 	}
-	sampled := time.Now()
-	until(t, pages, 15*time.Second, "every video and audio counter growing", func(p *meetingPage, v pageView) bool {
+	growing := func(p *meetingPage, v pageView) bool {
 		noteSpeakers(v)
+		all := true
 		for _, o := range othersOf(p.id, everyone) {
-			before, _ := first[p.id].received(o, "video")
-			now, _ := v.received(o, "video")
-			if now.FramesDecoded <= before.FramesDecoded+10 {
-				return false
-			}
-			if o == "camera" {
-				continue
-			}
-			before, _ = first[p.id].received(o, "audio")
-			now, _ = v.received(o, "audio")
-			if now.PacketsReceived <= before.PacketsReceived+25 {
-				return false
+			vid, _ := v.received(o, "video")
+			all = grown(p.id+" <- "+o+" video", vid.FramesDecoded, 10) && all
+			if o != "camera" {
+				aud, _ := v.received(o, "audio")
+				all = grown(p.id+" <- "+o+" audio", aud.PacketsReceived, 25) && all
 			}
 		}
-		return true
-	})
+		return all
+	}
+	for _, p := range pages {
+		growing(p, p.last)
+	}
+	sampled := time.Now()
+	until(t, pages, 30*time.Second, "every video and audio counter growing", growing)
 	t.Logf("counters grew within %v", time.Since(sampled).Round(time.Millisecond))
+	for _, p := range pages {
+		for _, e := range p.last.Errors {
+			t.Logf("NOTE: %s's page reported %q (code %d); it rejoins by itself when its session ends", p.id, e.Message, e.Code)
+		}
+	}
 	if got := roomParticipants(t, d); !slices.Equal(got, []string{"alice", "bob", "camera", "carol"}) {
 		t.Errorf("/api/rooms lists %v in room main; want alice, bob, camera and carol", got)
 	}
@@ -338,7 +348,7 @@ func TestE2EMeetingThreeBrowsersAndTheCamera(t *testing.T) {
 		if _, err := alice.run(`(document.querySelector('#mic').click(), 'ok')`); err != nil {
 			t.Fatal(err)
 		}
-		until(t, []*meetingPage{bob}, 5*time.Second, fmt.Sprintf("bob sees alice's microphone muted=%v", muted), func(p *meetingPage, _ pageView) bool {
+		until(t, []*meetingPage{bob}, 10*time.Second, fmt.Sprintf("bob sees alice's microphone muted=%v", muted), func(p *meetingPage, _ pageView) bool {
 			track, shown := micFlag(p, "alice")
 			return track == muted && shown == muted
 		})
