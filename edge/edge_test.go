@@ -433,3 +433,18 @@ func TestSwitchEndpoints(t *testing.T) {
 		t.Errorf("a server without the switch answered %d; want 501", code)
 	}
 }
+
+// TestMDNSSessionsLeaveNothingRunning: with mDNS on (the default), a viewer's session ends
+// without leaving goroutines behind (its mDNS sockets must be ones pion's mDNS can read;
+// batched ones made its read loop spin forever).
+func TestMDNSSessionsLeaveNothingRunning(t *testing.T) {
+	leakcheck.Check(t)
+	ts := startServer(t, func(c *Config) { c.MDNS = true })
+	for range 2 {
+		c := viewer(t, ts)
+		if err := c.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "the sessions to end", func() bool { return ts.srv.Viewers() == 0 })
+}

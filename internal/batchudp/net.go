@@ -20,14 +20,18 @@ func NewNet() (*Net, error) {
 	return &Net{n}, nil
 }
 
-// ListenUDP opens a UDP socket whose writes are batched.
+// ListenUDP opens a UDP socket whose writes are batched. mDNS sockets stay plain: pion's
+// mDNS needs the *net.UDPConn itself (for multicast options through x/net), and sends
+// little.
 func (n *Net) ListenUDP(network string, laddr *net.UDPAddr) (transport.UDPConn, error) {
 	c, err := net.ListenUDP(network, laddr)
-	if err != nil {
-		return nil, err
+	if err != nil || (laddr != nil && laddr.Port == mdnsPort) {
+		return c, err
 	}
 	return New(c), nil
 }
+
+const mdnsPort = 5353
 
 // ListenPacket opens a batching socket for UDP networks, a plain one otherwise.
 func (n *Net) ListenPacket(network, address string) (net.PacketConn, error) {
@@ -38,8 +42,8 @@ func (n *Net) ListenPacket(network, address string) (net.PacketConn, error) {
 			return nil, err
 		}
 		c, err := net.ListenUDP(network, addr)
-		if err != nil {
-			return nil, err
+		if err != nil || addr.Port == mdnsPort {
+			return c, err
 		}
 		return New(c), nil
 	}
