@@ -4,7 +4,7 @@ VERSION  ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -s -w -X main.version=$(VERSION)
 FUZZTIME ?= 60s
 
-.PHONY: build build-arm64 run test test-unit test-e2e test-systemd vboard-test lint bench fuzz deps-run deps-test clean
+.PHONY: build build-arm64 run test test-unit test-e2e test-systemd vboard-test lint bench loadtest fuzz deps-run deps-test clean
 
 ## build: the daemon for this machine, with the software H.264 encoder (cgo), and the pure-Go
 ## tools: provisiond (fleet server), edgectl (operator), edge-provision (device agent), edgebench.
@@ -58,6 +58,25 @@ lint:
 ## bench: encoder and pipeline figures at 1280x720 30 fps (a table from go test -bench).
 bench: deps-run
 	$(GO) test -run '^$$' -bench . -benchtime 300x ./cmd/edged/ ./edge/... ./device/... ./encoder/... ./internal/batchudp/
+
+## loadtest: edgebench against a fresh edged (synthetic 720p camera) on loopback: time to
+## first frame, delivered bitrate, loss, server CPU and memory per viewer for STEPS viewers;
+## docs/benchmarks.md explains the table. About 12 minutes for the default steps.
+STEPS ?= 50,100,200,500
+LOADTEST_SECRET := loadtest-secret-0123456789abcdef0123456789
+loadtest: deps-run
+	$(GO) build -o bin/edged ./cmd/edged
+	$(GO) build -o bin/edgebench ./cmd/edgebench
+	$(GO) build -o bin/edgectl ./cmd/edgectl
+	export EDGED_AUTH_SECRET=$(LOADTEST_SECRET); \
+	tok=$$(./bin/edgectl token -room '*' -identity edgebench -subscribe -publish -admin -ttl 2h) || exit 1; \
+	EDGED_CAMERA_DEVICE=synthetic EDGED_LOG_LEVEL=warn EDGED_TURN_ENABLED=false EDGED_WEBRTC_MDNS=false \
+	EDGED_WEBRTC_INCLUDE_LOOPBACK=true EDGED_WEBRTC_UDP_PORT=18189 EDGED_WEBRTC_MAX_VIEWERS=1000 \
+		./bin/edged -listen 127.0.0.1:18080 & pid=$$!; trap 'kill $$pid' EXIT; \
+	until curl -sf -o /dev/null http://127.0.0.1:18080/; do kill -0 $$pid || exit 1; sleep 0.2; done; \
+	./bin/edgebench -whep http://127.0.0.1:18080/whep/camera -token "$$tok" \
+		-metrics http://127.0.0.1:18080/metrics -server-pid $$pid \
+		-steps $(STEPS) -duration 15s -settle 150s -out bin/loadtest.json $(LOADTEST_ARGS)
 
 ## fuzz: each fuzz target for FUZZTIME (CI runs only the committed seed corpora, in test-unit).
 fuzz:
