@@ -520,6 +520,7 @@ func (c *rtcClient) end(reason string) {
 		s.mu.Lock()
 		delete(s.clients, c)
 		s.mu.Unlock()
+		defer s.releaseWhenIdle()
 		if c.room != nil && c.participant != nil {
 			c.room.Leave(c.participant, reason)
 		}

@@ -94,6 +94,8 @@ type Server struct {
 	clients  map[*rtcClient]struct{}
 	camera   *sfu.Participant
 	wg       sync.WaitGroup
+
+	releaseTimer *time.Timer // releaseWhenIdle's pending memory release
 }
 
 //go:embed web
@@ -323,6 +325,11 @@ func (s *Server) Close() error {
 			c.end("shutdown")
 		}
 		s.wg.Wait()
+		s.mu.Lock()
+		if s.releaseTimer != nil {
+			s.releaseTimer.Stop()
+		}
+		s.mu.Unlock()
 		for _, r := range rooms {
 			r.Close()
 		}

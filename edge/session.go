@@ -9,6 +9,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"time"
@@ -202,6 +203,34 @@ func (s *Server) endSession(sess *session, why string) {
 			go func() { defer s.wg.Done(); _ = sess.pc.Close() }()
 		}
 		s.log.Info(sess.kind+" session ended", "room", sess.room, "session", sess.id, "reason", why, "viewers", s.Viewers())
+		s.releaseWhenIdle()
+	})
+}
+
+// idleRelease is how long the server must have had nobody connected before it hands freed
+// memory back to the system.
+const idleRelease = 5 * time.Second
+
+// releaseWhenIdle returns the memory of the sessions that ended to the system once nobody
+// has been connected for idleRelease: the Go runtime would otherwise keep it for minutes,
+// and on a small board the daemon's footprint between calls is what matters.
+func (s *Server) releaseWhenIdle() {
+	if s.Viewers() > 0 {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.releaseTimer != nil {
+		s.releaseTimer.Reset(idleRelease)
+		return
+	}
+	s.releaseTimer = time.AfterFunc(idleRelease, func() {
+		s.mu.Lock()
+		s.releaseTimer = nil
+		s.mu.Unlock()
+		if s.Viewers() == 0 {
+			debug.FreeOSMemory()
+		}
 	})
 }
 
