@@ -129,8 +129,10 @@ func settingEngine(cfg Config) (webrtc.SettingEngine, io.Closer, error) {
 		return se, nil, fmt.Errorf("network: %w", err)
 	}
 	se.SetNet(bnet)
-	// A participant that walks away is noticed in seconds, not the default 25 s.
-	se.SetICETimeouts(4*time.Second, 8*time.Second, 2*time.Second)
+	// A participant that walks away is noticed in 15 s, not the default 25 s; a busy board
+	// or browser that misses checks for a few seconds is not dropped (8 s was seen to drop a
+	// browser's publish connection on a loaded 2-core machine).
+	se.SetICETimeouts(5*time.Second, 15*time.Second, 2*time.Second)
 	if cfg.UDPPort <= 0 {
 		return se, nil, nil
 	}
