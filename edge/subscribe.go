@@ -188,17 +188,34 @@ func (s *subscriber) allocate() {
 	}
 }
 
-// tick lets layer trials advance even when no feedback comes.
+// tick lets layer trials advance even when no feedback comes,
+// and sends the subscriber one sender report per track each second (the SFU writes its own:
+// pion's report interceptor would take a lock and read the clock for every packet sent).
 func (s *subscriber) tick() {
 	t := time.NewTicker(500 * time.Millisecond)
 	defer t.Stop()
-	for {
+	for n := 0; ; n++ {
 		select {
 		case <-s.done:
 			return
-		case <-t.C:
+		case now := <-t.C:
 			s.allocate()
+			if n%2 == 0 {
+				s.sendReports(now)
+			}
 		}
+	}
+}
+
+func (s *subscriber) sendReports(now time.Time) {
+	var pkts []rtcp.Packet
+	for _, d := range s.all() {
+		if sr, ok := d.SenderReport(now); ok {
+			pkts = append(pkts, sr)
+		}
+	}
+	if len(pkts) > 0 {
+		_ = s.pc.WriteRTCP(pkts)
 	}
 }
 

@@ -26,10 +26,10 @@ const (
 )
 
 // apis are the two pion APIs of the server, sharing one ICE setup and UDP port: publishers'
-// connections get NACK generation, transport-wide congestion feedback and the simulcast and
-// audio-level header extensions; subscribers' connections get only sender reports (NACKs
-// are answered from each layer's shared cache) and send REMB, which costs the SFU nothing
-// per packet.
+// connections get NACK generation, receiver reports, transport-wide congestion feedback and
+// the simulcast and audio-level header extensions; subscribers' connections get no
+// interceptor (the SFU writes their sender reports and answers their NACKs itself) and send
+// REMB, which costs the SFU nothing per packet.
 type apis struct {
 	publish, subscribe *webrtc.API
 	mux                io.Closer
@@ -63,10 +63,10 @@ func newAPIs(cfg Config) (*apis, error) {
 	if err := pubME.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: audioLevelURI}, webrtc.RTPCodecTypeAudio); err != nil {
 		return nil, fmt.Errorf("audio level extension: %w", err)
 	}
+	// Subscribers' connections get no interceptors at all: down tracks write their own
+	// sender reports once a second (subscriber.sendReports) instead of pion's per-packet
+	// bookkeeping, and answer NACKs from the shared caches.
 	subReg := &interceptor.Registry{}
-	if err := webrtc.ConfigureRTCPReports(subReg); err != nil {
-		return nil, fmt.Errorf("rtcp reports: %w", err)
-	}
 	return &apis{
 		publish:   webrtc.NewAPI(webrtc.WithMediaEngine(pubME), webrtc.WithInterceptorRegistry(pubReg), webrtc.WithSettingEngine(se)),
 		subscribe: webrtc.NewAPI(webrtc.WithMediaEngine(subME), webrtc.WithInterceptorRegistry(subReg), webrtc.WithSettingEngine(se)),

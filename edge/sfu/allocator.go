@@ -85,7 +85,7 @@ func (d *DownTrack) noteRTT(r rtcp.ReceptionReport, now time.Time) {
 	if r.LastSenderReport == 0 {
 		return
 	}
-	ntp := uint64(now.Unix()+2208988800)<<32 | uint64(now.Nanosecond())<<32/1e9
+	ntp := ntpTime(now)
 	units := uint32(ntp>>16) - r.LastSenderReport - r.Delay
 	if int32(units) < 0 || units > 10*65536 {
 		return

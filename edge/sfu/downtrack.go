@@ -33,6 +33,8 @@ type DownTrack struct {
 	lastSeq     uint16 // last sequence number sent (subscriber's numbering)
 	lastTS      uint32
 	lastArrival int64
+	lastSent      int64  // nanotime the newest packet sent arrived, for sender reports
+	payloadOctets uint32 // payload bytes sent, for sender reports
 	seqDelta    uint16 // out = in + seqDelta, for the current layer
 	tsDelta     uint32
 	segments    [4]segment // recent layer switches, to map NACKed numbers back to a layer
@@ -308,6 +310,10 @@ func (d *DownTrack) writeLocked(p *packet, resend bool) (int, error) {
 	}
 	if newest {
 		d.lastSeq, d.lastTS, d.lastArrival = seq, ts, p.arrival
+		d.lastSent = p.arrival // forwarding follows arrival within microseconds; no clock read per packet
+		if n > 0 {
+			d.payloadOctets += uint32(len(payload))
+		}
 	}
 	// A failed write is a subscriber going away; its connection's state handler cleans up.
 	return n, err
@@ -415,6 +421,30 @@ func (d *DownTrack) resend(outSeq uint16) bool {
 		return ok
 	}
 	return false
+}
+
+// SenderReport describes what the down track sent, for the subscriber's lip sync and round
+// trip (RFC 3550 6.4.1): its clock is mapped to now by extending the last timestamp sent
+// by the time since. ok is false before the first packet.
+func (d *DownTrack) SenderReport(now time.Time) (sr *rtcp.SenderReport, ok bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.started || d.writer == nil || d.lastSent == 0 {
+		return nil, false
+	}
+	since := max(0, nanotime()-d.lastSent)
+	return &rtcp.SenderReport{
+		SSRC:        d.ssrc,
+		NTPTime:     ntpTime(now),
+		RTPTime:     d.lastTS + uint32(since*int64(d.clockRate)/int64(time.Second)),
+		PacketCount: uint32(d.PacketsSent.Load()),
+		OctetCount:  d.payloadOctets,
+	}, true
+}
+
+// ntpTime is t as a 64-bit NTP timestamp (seconds since 1900, 32.32 fixed point).
+func ntpTime(t time.Time) uint64 {
+	return uint64(t.Unix()+2208988800)<<32 | uint64(t.Nanosecond())<<32/1e9
 }
 
 // RequestKeyframe asks for a keyframe of the layer being forwarded or waited for.

@@ -428,3 +428,34 @@ func TestNACKIsAnsweredOnRTX(t *testing.T) {
 		t.Errorf("media after RTX: SSRC %d seq %d; want the media stream continuing", last.SSRC, last.SequenceNumber)
 	}
 }
+
+// TestSenderReportDescribesWhatWasSent: the down track's own sender report names its SSRC,
+// counts what it sent, and maps now to its clock from the last timestamp sent.
+func TestSenderReportDescribesWhatWasSent(t *testing.T) {
+	track, layer := testTrack(nil)
+	d, w := bindRecorder(t, track)
+	if _, ok := d.SenderReport(time.Now()); ok {
+		t.Fatal("a sender report before anything was sent")
+	}
+	layer.WriteAccessUnit(fakeAU(0, true, 3000))
+	layer.WriteAccessUnit(fakeAU(1, false, 3000))
+	now := time.Now()
+	sr, ok := d.SenderReport(now)
+	if !ok {
+		t.Fatal("no sender report after sending")
+	}
+	octets := 0
+	for _, p := range w.pkts {
+		octets += len(p.Payload)
+	}
+	last := w.pkts[len(w.pkts)-1]
+	if sr.SSRC != 1234 || int(sr.PacketCount) != len(w.pkts) || int(sr.OctetCount) != octets {
+		t.Errorf("report %+v; want SSRC 1234, %d packets, %d octets", sr, len(w.pkts), octets)
+	}
+	if ahead := sr.RTPTime - last.Timestamp; ahead > 90000/10 {
+		t.Errorf("RTP time %d is %d ticks past the last packet's %d; want within 100 ms", sr.RTPTime, ahead, last.Timestamp)
+	}
+	if sec := int64(sr.NTPTime>>32) - 2208988800; sec != now.Unix() {
+		t.Errorf("NTP seconds %d; want %d", sec, now.Unix())
+	}
+}
