@@ -23,6 +23,9 @@ import (
 const (
 	MaxBatch = 64
 	MaxQueue = 4096
+	// maxSpare bounds the datagram buffers kept for reuse: enough for a burst of a few
+	// batches, without holding a peak's worth of memory after the viewers left.
+	maxSpare = 4 * MaxBatch
 )
 
 // batchWriter is sendmmsg through x/net (ipv4 and ipv6 share the Message type).
@@ -141,7 +144,7 @@ func (c *Conn) flush() {
 		}
 		c.mu.Lock()
 		for i := range q {
-			if len(c.spare) < MaxQueue {
+			if len(c.spare) < maxSpare {
 				c.spare = append(c.spare, q[i].buf)
 			}
 		}
