@@ -21,24 +21,24 @@ type DownTrack struct {
 	track      *Track
 	Subscriber string
 
-	mu          sync.Mutex // guards everything below; layers' goroutines and NACK answers write
-	writer      webrtc.TrackLocalWriter
-	ssrc        uint32
-	payloadType uint8
-	clockRate   uint32
-	current     *Layer // the layer being forwarded; nil before the first keyframe
-	pending     *Layer // the layer to switch to at its next keyframe
-	started     bool
-	epoch       uint32 // the producer generation of the current layer's packets
-	lastSeq     uint16 // last sequence number sent (subscriber's numbering)
-	lastTS      uint32
-	lastArrival int64
+	mu            sync.Mutex // guards everything below; layers' goroutines and NACK answers write
+	writer        webrtc.TrackLocalWriter
+	ssrc          uint32
+	payloadType   uint8
+	clockRate     uint32
+	current       *Layer // the layer being forwarded; nil before the first keyframe
+	pending       *Layer // the layer to switch to at its next keyframe
+	started       bool
+	epoch         uint32 // the producer generation of the current layer's packets
+	lastSeq       uint16 // last sequence number sent (subscriber's numbering)
+	lastTS        uint32
+	lastArrival   int64
 	lastSent      int64  // nanotime the newest packet sent arrived, for sender reports
 	payloadOctets uint32 // payload bytes sent, for sender reports
-	seqDelta    uint16 // out = in + seqDelta, for the current layer
-	tsDelta     uint32
-	segments    [4]segment // recent layer switches, to map NACKed numbers back to a layer
-	hdr         rtp.Header // reused for every packet: no allocation per forwarded packet
+	seqDelta      uint16 // out = in + seqDelta, for the current layer
+	tsDelta       uint32
+	segments      [4]segment // recent layer switches, to map NACKed numbers back to a layer
+	hdr           rtp.Header // reused for every packet: no allocation per forwarded packet
 	// RTX (RFC 4588) when the subscriber negotiated it: retransmissions go on their own SSRC.
 	rtxSSRC        uint32
 	rtxPayloadType uint8
