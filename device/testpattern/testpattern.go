@@ -82,17 +82,7 @@ func New(cfg Config) (*Source, error) {
 		return nil, fmt.Errorf("testpattern: %dx%d too small: the barcode band needs %d rows", w, h, band)
 	}
 	s := &Source{cfg: cfg, layout: l}
-	cw, ch := w/2, h/2
-	for i := range s.frames {
-		buf := make([]byte, w*h+2*cw*ch)
-		s.frames[i] = media.Frame{
-			Format:  media.PixelFormatI420,
-			Width:   w,
-			Height:  h,
-			Planes:  [3][]byte{buf[:w*h], buf[w*h : w*h+cw*ch], buf[w*h+cw*ch:]},
-			Strides: [3]int{w, cw, cw},
-		}
-	}
+	cw := w / 2
 
 	s.barsY = make([]byte, 2*w)
 	s.rampY = make([]byte, 2*w)
@@ -147,9 +137,25 @@ func (s *Source) Config() Config { return s.cfg }
 func (s *Source) Draw(seq uint64, t time.Time) *media.Frame {
 	f := &s.frames[s.next]
 	s.next = (s.next + 1) % ringSize
+	s.draw(f, seq, t)
+	return f
+}
+
+// draw renders frame number seq into f, giving f its buffer the first time: Run uses one
+// buffer only (a frame is valid until emit returns), so the daemon holds one picture, not three.
+func (s *Source) draw(f *media.Frame, seq uint64, t time.Time) {
+	w, h := s.cfg.Width, s.cfg.Height
+	if f.Planes[0] == nil {
+		cw, ch := w/2, h/2
+		buf := make([]byte, w*h+2*cw*ch)
+		*f = media.Frame{
+			Format: media.PixelFormatI420, Width: w, Height: h,
+			Planes:  [3][]byte{buf[:w*h], buf[w*h : w*h+cw*ch], buf[w*h+cw*ch:]},
+			Strides: [3]int{w, cw, cw},
+		}
+	}
 	f.Seq = seq
 	f.CaptureTime = t
-	w, h := s.cfg.Width, s.cfg.Height
 	cw := w / 2
 	yp, cb, cr := f.Planes[0], f.Planes[1], f.Planes[2]
 	l := s.layout
@@ -223,7 +229,6 @@ func (s *Source) Draw(seq uint64, t time.Time) *media.Frame {
 		copy(cb[(by/2+y)*cw+bx/2:], rowCb)
 		copy(cr[(by/2+y)*cw+bx/2:], rowCr)
 	}
-	return f
 }
 
 // bounce maps a distance travelled to a position going back and forth over 0..span.
@@ -261,7 +266,8 @@ func (s *Source) Run(ctx context.Context, emit func(*media.Frame)) error {
 			return nil
 		}
 		captured := time.Now()
-		emit(s.Draw(seq, captured))
+		s.draw(&s.frames[0], seq, captured)
+		emit(&s.frames[0])
 		// The next frame goes out at the first tick that is at least half an interval after
 		// this one (no back-to-back frames after a late wake-up) and at most half an interval
 		// in the past (ticks missed during a slow emit are dropped, not served in a burst).
