@@ -551,6 +551,11 @@ func cameraTrack(pipe *pipeline.Pipeline, width, height int) *sfu.Track {
 				pl.SetActive(pl == top || slices.Contains(active, sl))
 			}
 		})
+	track.SetStartKeyframe(func(l *sfu.Layer) {
+		if pl := byLayer[l]; pl != nil {
+			pl.RequestStartKeyframe()
+		}
+	})
 	for _, pl := range pipe.Layers() {
 		w, h := pl.Size()
 		if w == 0 {

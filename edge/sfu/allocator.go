@@ -222,13 +222,13 @@ func (d *DownTrack) Allocate() {
 	}
 	if join != nil {
 		join.addSub(d)
-		join.RequestKeyframe()
+		join.RequestStartKeyframe()
 	}
 	if joinHeld != nil {
 		joinHeld.addSub(d)
 	}
 	if again != nil {
-		again.RequestKeyframe()
+		again.RequestStartKeyframe()
 	}
 }
 

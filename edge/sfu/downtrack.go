@@ -222,7 +222,7 @@ func (d *DownTrack) forward(l *Layer, p *packet) {
 			if p.keyframe {
 				d.switchLocked(l, p)
 			} else if ask {
-				go l.RequestKeyframe()
+				go l.RequestStartKeyframe()
 			}
 			d.mu.Unlock()
 			return
@@ -259,7 +259,7 @@ func (d *DownTrack) switchLocked(l *Layer, p *packet) *Layer {
 		if d.vp8 != nil {
 			d.vp8.delta = prevVP8
 		}
-		go l.RequestKeyframe()
+		go l.RequestStartKeyframe()
 		return nil
 	}
 	old := d.current
@@ -328,7 +328,7 @@ func (d *DownTrack) restart() {
 	l := d.pending
 	d.mu.Unlock()
 	if l != nil {
-		l.RequestKeyframe()
+		l.RequestStartKeyframe()
 	}
 }
 
@@ -447,16 +447,17 @@ func ntpTime(t time.Time) uint64 {
 	return uint64(t.Unix()+2208988800)<<32 | uint64(t.Nanosecond())<<32/1e9
 }
 
-// RequestKeyframe asks for a keyframe of the layer being forwarded or waited for.
+// RequestKeyframe asks for a keyframe of the layer waited for (a start: sooner) or, when
+// none, of the layer being forwarded (a repair).
 func (d *DownTrack) RequestKeyframe() {
 	d.mu.Lock()
-	l := d.pending
-	if l == nil {
-		l = d.current
-	}
+	pending, current := d.pending, d.current
 	d.mu.Unlock()
-	if l != nil {
-		l.RequestKeyframe()
+	switch {
+	case pending != nil:
+		pending.RequestStartKeyframe()
+	case current != nil:
+		current.RequestKeyframe()
 	}
 }
 

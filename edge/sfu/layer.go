@@ -58,9 +58,14 @@ func QualityOfRID(rid string) Quality {
 // path with a 1280-byte IPv6 minimum MTU after SRTP, UDP, IP and TURN overheads.
 const rtpMTU = 1200
 
-// keyframeRequestGap throttles keyframe requests per layer: a PLI storm from many
-// subscribers costs the publisher one keyframe per gap.
-const keyframeRequestGap = 300 * time.Millisecond
+// keyframeRequestGap throttles repair keyframe requests per layer: a PLI storm from many
+// subscribers costs the publisher one keyframe per gap. startKeyframeGap throttles the
+// requests of subscribers starting: a crowd joining at once shares keyframes, and none waits
+// long for its first picture.
+const (
+	keyframeRequestGap = 300 * time.Millisecond
+	startKeyframeGap   = 100 * time.Millisecond
+)
 
 // Layer is one encoding of a track: one RTP stream with its own packet cache, shared by all
 // subscribers that receive it.
@@ -79,8 +84,7 @@ type Layer struct {
 	bytes, packets atomic.Uint64
 	bitrate        atomic.Int64 // bit/s over the last measurement window
 	lastBytes      uint64       // owned by measure
-	lastKeyRequest atomic.Int64 // monotonic ns; 0 before the first request
-	deferredKey    atomic.Bool  // a throttled request waits for the end of the gap
+	repair, start  throttle     // keyframe requests: for repairs (PLI), for subscribers starting
 	keyframes      atomic.Uint64
 	lastKeyframe   atomic.Int64  // monotonic ns of the last keyframe start
 	active         atomic.Bool   // dynacast: someone receives this layer
@@ -180,25 +184,49 @@ func (l *Layer) WriteAccessUnit(au media.AccessUnit) {
 // packet was handed to every subscriber.
 func (l *Layer) CaptureToRTP() Latency { return l.latency.summary() }
 
-// RequestKeyframe asks the layer's producer for a keyframe, at most once per
-// keyframeRequestGap: a request within the gap is served at its end, once. It never blocks.
+// RequestKeyframe asks the layer's producer for a keyframe to repair a subscriber's picture
+// (PLI/FIR), at most once per keyframeRequestGap: a request within the gap is served at its
+// end, once. It never blocks.
 func (l *Layer) RequestKeyframe() {
+	l.repair.request(keyframeRequestGap, func() {
+		if f := l.track.keyframeRequester(false); f != nil {
+			f(l)
+		}
+	})
+}
+
+// RequestStartKeyframe asks for a keyframe a subscriber starts on (joining, switching to this
+// layer, or after its producer changed), at most once per startKeyframeGap: joins are what
+// the wait is felt in, so they get the shorter gap, and a crowd joining at once still shares
+// keyframes.
+func (l *Layer) RequestStartKeyframe() {
+	l.start.request(startKeyframeGap, func() {
+		if f := l.track.keyframeRequester(true); f != nil {
+			f(l)
+		}
+	})
+}
+
+// throttle lets a call through at most once per gap; a call within the gap runs at its end.
+type throttle struct {
+	last     atomic.Int64 // monotonic ns; 0 before the first call
+	deferred atomic.Bool  // a call waits for the end of the gap
+}
+
+func (t *throttle) request(gap time.Duration, fire func()) {
 	now := nanotime()
-	last := l.lastKeyRequest.Load()
-	if wait := last + int64(keyframeRequestGap) - now; last != 0 && wait > 0 {
-		if l.deferredKey.CompareAndSwap(false, true) {
+	last := t.last.Load()
+	if wait := last + int64(gap) - now; last != 0 && wait > 0 {
+		if t.deferred.CompareAndSwap(false, true) {
 			time.AfterFunc(time.Duration(wait), func() {
-				l.deferredKey.Store(false)
-				l.RequestKeyframe()
+				t.deferred.Store(false)
+				t.request(gap, fire)
 			})
 		}
 		return
 	}
-	if !l.lastKeyRequest.CompareAndSwap(last, now) {
-		return
-	}
-	if f := l.track.keyframeRequester(); f != nil {
-		f(l)
+	if t.last.CompareAndSwap(last, now) {
+		fire()
 	}
 }
 

@@ -31,6 +31,7 @@ type Track struct {
 	// produces a layer; it must not block. Under mu: a reconnected publisher replaces it
 	// (Adopt), with onActiveLayers.
 	requestKeyframe func(*Layer)
+	startKeyframe   func(*Layer) // optional: SetStartKeyframe
 	// onActiveLayers is told, on change, which layers have at least one subscriber (dynacast).
 	// It is called under mu, in order, and must not call back into the track.
 	onActiveLayers func(active []*Layer)
@@ -71,7 +72,7 @@ func (t *Track) AddLayer(rid string, q Quality, width, height int) *Layer {
 // subscribers wait for its next keyframe and continue their own numbering from there.
 func (t *Track) Adopt(requestKeyframe func(*Layer), onActiveLayers func([]*Layer)) {
 	t.mu.Lock()
-	t.requestKeyframe, t.onActiveLayers, t.lastActive = requestKeyframe, onActiveLayers, nil
+	t.requestKeyframe, t.startKeyframe, t.onActiveLayers, t.lastActive = requestKeyframe, nil, onActiveLayers, nil
 	t.mu.Unlock()
 	for _, l := range t.Layers() {
 		l.epoch.Add(1)
@@ -79,10 +80,23 @@ func (t *Track) Adopt(requestKeyframe func(*Layer), onActiveLayers func([]*Layer
 	t.layersChanged()
 }
 
-func (t *Track) keyframeRequester() func(*Layer) {
+// keyframeRequester is the producer's keyframe request, for starts or for repairs.
+func (t *Track) keyframeRequester(start bool) func(*Layer) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if start && t.startKeyframe != nil {
+		return t.startKeyframe
+	}
 	return t.requestKeyframe
+}
+
+// SetStartKeyframe gives the producer a separate request for keyframes subscribers start on
+// (the appliance's encoder serves those sooner than repairs); without it they go to the
+// requestKeyframe given to NewTrack.
+func (t *Track) SetStartKeyframe(f func(*Layer)) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.startKeyframe = f
 }
 
 // Layers returns the track's layers, lowest quality first.

@@ -107,7 +107,9 @@ type Layer struct {
 	// Keyframe requests are counted rather than flagged so that an IDR encoded while a new
 	// request arrives does not swallow it: the request is served only by a later IDR.
 	keyframeRequests atomic.Uint64
-	keyframeServed   uint64       // owned by the encoding goroutine
+	keyframeServed   uint64 // owned by the encoding goroutine
+	startRequests    atomic.Uint64
+	startServed      uint64       // owned by the encoding goroutine
 	lastForced       time.Time    // when a keyframe was last forced on request
 	bitrate          atomic.Int64 // pending bitrate change, 0 when none
 
@@ -166,6 +168,11 @@ func (l *Layer) Active() bool { return l.active.Load() }
 // RequestKeyframe asks for an IDR on this layer soon; requests are coalesced and at most one
 // IDR per MinKeyframeGap is forced. Safe from any goroutine.
 func (l *Layer) RequestKeyframe() { l.keyframeRequests.Add(1) }
+
+// RequestStartKeyframe asks for an IDR a viewer starts on: it is forced after
+// MinStartKeyframeGap rather than MinKeyframeGap, since a joining viewer sees nothing until it
+// comes. Safe from any goroutine.
+func (l *Layer) RequestStartKeyframe() { l.startRequests.Add(1) }
 
 // SetBitrate changes the layer encoder's target bitrate before its next frame. Safe from any
 // goroutine.
@@ -315,9 +322,10 @@ func (l *Layer) encode(f *media.Frame) {
 			l.p.log.Warn("bitrate change failed", "layer", l.quality, "bps", bps, "err", err)
 		}
 	}
-	requests := l.keyframeRequests.Load()
+	requests, starts := l.keyframeRequests.Load(), l.startRequests.Load()
 	now := time.Now()
-	if requests != l.keyframeServed && now.Sub(l.lastForced) >= MinKeyframeGap {
+	if requests != l.keyframeServed && now.Sub(l.lastForced) >= MinKeyframeGap ||
+		starts != l.startServed && now.Sub(l.lastForced) >= MinStartKeyframeGap {
 		l.enc.RequestKeyframe()
 		l.lastForced = now
 	}
@@ -330,7 +338,7 @@ func (l *Layer) encode(f *media.Frame) {
 		return
 	}
 	if au.Keyframe { // forced or periodic, it serves every request made before this frame
-		l.keyframeServed = requests
+		l.keyframeServed, l.startServed = requests, starts
 	}
 	if s := l.sink.Load(); s != nil {
 		s.s.WriteAccessUnit(au)

@@ -33,6 +33,10 @@ type Sink interface {
 // count, so a viewer joining just after one is not kept waiting.
 const MinKeyframeGap = 500 * time.Millisecond
 
+// MinStartKeyframeGap is the same for keyframes viewers start on (joins, layer switches): a
+// crowd joining at once shares them, and none waits more than about this for a first picture.
+const MinStartKeyframeGap = 150 * time.Millisecond
+
 // Config wires a pipeline: one encode (Encoder and Sink) or several (Layers).
 type Config struct {
 	Source Source

@@ -98,6 +98,41 @@ func start(t *testing.T, src Source, enc *fakeEncoder, sink Sink) (*Pipeline, co
 	return p, cancel
 }
 
+// TestStartKeyframesComeSooner: viewers joining at once share keyframes forced at most
+// every MinStartKeyframeGap, so none waits much longer than that for its first picture, while
+// repair requests (PLI) keep the longer gap.
+func TestStartKeyframesComeSooner(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		rec := &recorder{}
+		p, _ := start(t, &fakeSource{interval: 10 * time.Millisecond}, &fakeEncoder{}, rec)
+		l := p.Top()
+		var waits []time.Duration
+		for range 100 { // 100 viewers joining over a second, each waiting for its keyframe
+			asked := time.Now()
+			_, before := rec.snapshot()
+			l.RequestStartKeyframe()
+			for {
+				time.Sleep(10 * time.Millisecond)
+				if _, keys := rec.snapshot(); len(keys) > len(before) {
+					waits = append(waits, keys[len(keys)-1].Sub(asked))
+					break
+				}
+			}
+		}
+		_, keys := rec.snapshot()
+		for i := 1; i < len(keys); i++ {
+			if gap := keys[i].Sub(keys[i-1]); gap < MinStartKeyframeGap {
+				t.Errorf("start keyframes %d and %d only %v apart", i-1, i, gap)
+			}
+		}
+		for _, w := range waits {
+			if w > MinStartKeyframeGap+20*time.Millisecond {
+				t.Fatalf("a joining viewer waited %v for its keyframe; want at most about %v", w, MinStartKeyframeGap)
+			}
+		}
+	})
+}
+
 func TestKeyframeRequestsAreThrottledNotDropped(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		rec := &recorder{}
