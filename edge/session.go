@@ -185,22 +185,23 @@ func (s *Server) endSession(sess *session, why string) {
 	sess.closeOnce.Do(func() {
 		s.mu.Lock()
 		delete(s.sessions, sess.id)
+		sub, pub, pc := sess.sub, sess.pub, sess.pc
 		s.mu.Unlock()
-		if sess.sub != nil {
-			sess.sub.close()
+		if sub != nil {
+			sub.close()
 		}
-		if sess.pub != nil {
-			sess.pub.close()
+		if pub != nil {
+			pub.close()
 		}
 		if sess.participant != nil {
 			if r := s.existingRoom(sess.room); r != nil {
 				r.Leave(sess.participant, why)
 			}
 		}
-		if sess.pc != nil {
+		if pc != nil {
 			// Close blocks until pion's goroutines stop; never on a pion callback's stack.
 			s.wg.Add(1)
-			go func() { defer s.wg.Done(); _ = sess.pc.Close() }()
+			go func() { defer s.wg.Done(); _ = pc.Close() }()
 		}
 		s.log.Info(sess.kind+" session ended", "room", sess.room, "session", sess.id, "reason", why, "viewers", s.Viewers())
 		s.releaseWhenIdle()

@@ -88,8 +88,16 @@ func (s *Server) startViewer(r *http.Request, sess *session, tracks []*sfu.Track
 	if err != nil {
 		return "", fmt.Errorf("new peer connection: %w", err)
 	}
-	sess.pc = pc
-	sess.sub = newSubscriber(s, sess.id, pc)
+	// The session is already listed (its slot reserved): set its parts under the lock that
+	// Viewers and endSession read them under, unless it was ended meanwhile.
+	s.mu.Lock()
+	if s.sessions[sess.id] != sess {
+		s.mu.Unlock()
+		_ = pc.Close()
+		return "", errors.New("session ended while it was set up")
+	}
+	sess.pc, sess.sub = pc, newSubscriber(s, sess.id, pc)
+	s.mu.Unlock()
 	// Match the offer's receive-only sections in order: add each track to the next free
 	// transceiver of its kind, so a client offering audio+video gets both.
 	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
