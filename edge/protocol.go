@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/pion/webrtc/v4"
 
@@ -77,7 +78,7 @@ func parseClientMessage(b []byte) (clientMessage, error) {
 		return m, fmt.Errorf("%w: unknown type %q", errBadMessage, m.Type)
 	}
 	for f := range fields {
-		if f != "type" && !contains(allowed, f) {
+		if f != "type" && !slices.Contains(allowed, f) {
 			return m, fmt.Errorf("%w: %s has no field %q", errBadMessage, m.Type, f)
 		}
 	}
@@ -98,7 +99,7 @@ func parseClientMessage(b []byte) (clientMessage, error) {
 			if t.Mid == "" || len(t.Mid) > 32 {
 				return m, fmt.Errorf("%w: a track needs a mid of 1 to 32 characters", errBadMessage)
 			}
-			if !contains([]string{"camera", "microphone", "screen"}, t.Source) {
+			if !slices.Contains([]string{"camera", "microphone", "screen"}, t.Source) {
 				return m, fmt.Errorf("%w: track source %q is not camera, microphone or screen", errBadMessage, t.Source)
 			}
 		}
@@ -122,15 +123,6 @@ func parseClientMessage(b []byte) (clientMessage, error) {
 		}
 	}
 	return m, nil
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // trackJSON is a track as the protocol describes it.

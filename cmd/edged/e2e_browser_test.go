@@ -23,6 +23,28 @@ func browser(t *testing.T) context.Context {
 	return ctx
 }
 
+// chromiumOptions are the flags every test browser runs with: headless, a profile of its own,
+// no network but the hosts resolverRules leaves (the machine's network is closed), real
+// local candidates, autoplay.
+func chromiumOptions(t *testing.T, path, resolverRules string) []chromedp.ExecAllocatorOption {
+	return []chromedp.ExecAllocatorOption{
+		chromedp.ExecPath(path),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.Flag("headless", "new"),
+		chromedp.Flag("no-sandbox", true),
+		chromedp.Flag("disable-gpu", true),
+		chromedp.Flag("no-first-run", true),
+		chromedp.Flag("disable-features", "WebRtcHideLocalIpsWithMdns"),
+		chromedp.Flag("host-resolver-rules", resolverRules),
+		chromedp.Flag("no-pings", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("autoplay-policy", "no-user-gesture-required"),
+	}
+}
+
 // newBrowser starts a Chromium of its own (its own profile), with extra flags; close ends it
 // before the test does (it is also ended at cleanup).
 func newBrowser(t *testing.T, extra ...chromedp.ExecAllocatorOption) (ctx context.Context, close func()) {
@@ -31,24 +53,10 @@ func newBrowser(t *testing.T, extra ...chromedp.ExecAllocatorOption) (ctx contex
 	if err != nil {
 		t.Fatal("chromium is needed for the browser tests (make test installs it): ", err)
 	}
-	opts := []chromedp.ExecAllocatorOption{
-		chromedp.ExecPath(path),
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.Flag("headless", "new"),
-		chromedp.Flag("no-sandbox", true),
-		chromedp.Flag("disable-gpu", true),
-		chromedp.Flag("no-first-run", true),
+	opts := append(chromiumOptions(t, path, "MAP * ~NOTFOUND , EXCLUDE 127.0.0.1 , EXCLUDE localhost"),
 		chromedp.Flag("allow-loopback-in-peer-connection", true),
-		chromedp.Flag("disable-features", "WebRtcHideLocalIpsWithMdns"),
-		chromedp.Flag("host-resolver-rules", "MAP * ~NOTFOUND , EXCLUDE 127.0.0.1 , EXCLUDE localhost"),
-		chromedp.Flag("no-pings", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("autoplay-policy", "no-user-gesture-required"),
 		chromedp.WindowSize(1280, 800),
-	}
+	)
 	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), append(opts, extra...)...)
 	ctx, cancel := chromedp.NewContext(actx)
 	var once sync.Once

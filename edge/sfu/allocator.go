@@ -36,7 +36,6 @@ type probeState struct {
 	started  time.Time
 	next     time.Time // earliest next trial
 	gap      time.Duration
-	settled  time.Time // when the current choice was made
 	lastPick *Layer
 	// proven is the layer the last passed trial showed the link carries, held even though
 	// the estimate does not cover it; nil when the estimate alone decides.
@@ -258,7 +257,7 @@ func (d *DownTrack) chooseLocked(layers []*Layer, now time.Time) *Layer {
 		case now.Sub(pr.started) < probeLength || d.current != pr.trial:
 			return pr.trial
 		default: // the trial layer flowed for probeLength without loss: keep it
-			pr.trial, pr.gap, pr.settled = nil, probeFirst, now
+			pr.trial, pr.gap = nil, probeFirst
 			pr.proven, pr.lastPick, pr.next = d.current, d.current, now.Add(probeFirst)
 			return d.current
 		}
@@ -292,7 +291,7 @@ func (d *DownTrack) chooseLocked(layers []*Layer, now time.Time) *Layer {
 		fit = layers[max(0, indexOf(layers, cur)-1)] // losing packets: one step down
 	}
 	if fit != pr.lastPick {
-		pr.lastPick, pr.settled = fit, now
+		pr.lastPick = fit
 		if pr.gap == 0 {
 			pr.gap = probeFirst
 		}
