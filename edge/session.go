@@ -9,6 +9,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"runtime"
 	"runtime/debug"
 	"strings"
 	"sync"
@@ -230,6 +231,10 @@ func (s *Server) releaseWhenIdle() {
 		s.releaseTimer = nil
 		s.mu.Unlock()
 		if s.Viewers() == 0 {
+			// Two collections: the first only moves sync.Pool contents (pion's packet
+			// buffers of every ended session) to the pools' victim caches, the second
+			// frees them; FreeOSMemory's own collection then hands the pages back.
+			runtime.GC()
 			debug.FreeOSMemory()
 		}
 	})
