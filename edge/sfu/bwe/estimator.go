@@ -67,23 +67,24 @@ type Estimator struct {
 
 	estimate atomic.Int64 // bit/s, read without a lock
 
-	mu        sync.Mutex // guards everything below
-	min, max  float64
-	reports   []report // scratch for one feedback, kept to not allocate per feedback
-	refTime   int64    // unwrapped reference time of the last feedback, in 64 ms units
-	haveRef   bool
-	lastFb    int64 // when the last feedback came
-	haveFb    bool
-	groups    interArrival
-	trend     trendline
-	rate      rateControl
-	loss      lossBased
-	acked     rateWindow
-	rtt       int64 // smoothed round-trip time, ns; 0 until measured
-	nAcked    uint64
-	nLost     uint64
-	nIgnored  uint64
-	nFeedback uint64
+	mu         sync.Mutex // guards everything below
+	min, max   float64
+	reports    []report // scratch for one feedback, kept to not allocate per feedback
+	refTime    int64    // unwrapped reference time of the last feedback, in 64 ms units
+	haveRef    bool
+	lastFb     int64 // when the last feedback came
+	haveFb     bool
+	groups     interArrival
+	trend      trendline
+	rate       rateControl
+	loss       lossBased
+	acked      rateWindow
+	rtt        int64 // smoothed round-trip time, ns; 0 until measured
+	nAcked     uint64
+	ackedBytes uint64
+	nLost      uint64
+	nIgnored   uint64
+	nFeedback  uint64
 }
 
 // State is what the delay-based detector makes of the queueing delay.
@@ -121,7 +122,10 @@ type Stats struct {
 	// Packets since New: sent, reported received, reported lost, and feedback entries
 	// ignored (unknown or duplicate).
 	PacketsSent, PacketsAcked, PacketsLost, Ignored uint64
-	Feedbacks                                       uint64 // feedback packets taken (not rejected whole)
+	// AckedBytes counts the bytes of every packet reported received since New: the
+	// difference over a few seconds is what arrived, free of the window's burstiness.
+	AckedBytes uint64
+	Feedbacks  uint64 // feedback packets taken (not rejected whole)
 }
 
 // New makes an estimator starting at initial bit/s, never going below min or above max.
@@ -174,6 +178,7 @@ func (e *Estimator) Stats() Stats {
 		RTT:          time.Duration(e.rtt),
 		PacketsSent:  sentCount,
 		PacketsAcked: e.nAcked,
+		AckedBytes:   e.ackedBytes,
 		PacketsLost:  e.nLost,
 		Ignored:      e.nIgnored,
 		Feedbacks:    e.nFeedback,
@@ -192,3 +197,16 @@ func seconds(d int64) float64 { return float64(d) / 1e9 }
 
 // millis converts a duration in ns to float milliseconds, the unit of libwebrtc's constants.
 func millis(d int64) float64 { return float64(d) / 1e6 }
+
+// Probed raises the estimate to bps, a rate the link was just seen to carry without
+// queueing or loss (the SFU's padding probe), as libwebrtc does with a probe's result: the
+// estimate would otherwise take many seconds to grow from where congestion left it. An
+// estimate already higher stays.
+func (e *Estimator) Probed(bps int) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	r := math.Min(math.Max(float64(bps), e.min), e.max)
+	e.rate.rate = math.Max(e.rate.rate, r)
+	e.loss.rate = math.Max(e.loss.rate, r)
+	e.publish()
+}

@@ -284,3 +284,21 @@ func TestConcurrentUse(t *testing.T) {
 		t.Errorf("%d packets sent; want %d", st.PacketsSent, senders*each)
 	}
 }
+
+// TestProbedRaisesALowEstimate: a probe's rate lifts both the delay- and the loss-based
+// estimate left low by congestion, within the bounds; a lower probe changes nothing.
+func TestProbedRaisesALowEstimate(t *testing.T) {
+	e := New(150_000, 100_000, 2_000_000)
+	e.Probed(1_200_000)
+	if got := e.Estimate(); got != 1_200_000 {
+		t.Errorf("after a 1.2 Mbit/s probe from 150 kbit/s the estimate is %d", got)
+	}
+	e.Probed(500_000)
+	if got := e.Estimate(); got != 1_200_000 {
+		t.Errorf("a lower probe moved the estimate to %d", got)
+	}
+	e.Probed(9_000_000)
+	if got := e.Estimate(); got != 2_000_000 {
+		t.Errorf("a probe above the maximum gave %d; want the maximum", got)
+	}
+}

@@ -185,6 +185,7 @@ func (e *Estimator) match(fb *rtcp.TransportLayerCC, ref int64) (n tally, err er
 		}
 		p.state = received
 		e.nAcked++
+		e.ackedBytes += uint64(p.size)
 		if hasDelta(r.symbol) {
 			e.reports[timed] = r
 			timed++
