@@ -203,6 +203,46 @@ func (s *Server) Rooms() []RoomStatus {
 	return out
 }
 
+// SessionStatus is one WHIP or WHEP session in /api/sessions.
+type SessionStatus struct {
+	ID   string `json:"id"`
+	Kind string `json:"kind"` // whip or whep
+	Room string `json:"room"`
+	// Viewer is how a WHEP session's link looks to the SFU (nil for WHIP, and for a WHEP
+	// session still connecting).
+	Viewer *SubscriberStatus `json:"viewer,omitempty"`
+}
+
+// Sessions reports every WHIP and WHEP session.
+func (s *Server) Sessions() []SessionStatus {
+	s.mu.Lock()
+	type entry struct {
+		st  SessionStatus
+		sub *subscriber
+	}
+	entries := make([]entry, 0, len(s.sessions))
+	for _, sess := range s.sessions {
+		entries = append(entries, entry{SessionStatus{ID: sess.id, Kind: sess.kind, Room: sess.room}, sess.sub})
+	}
+	s.mu.Unlock()
+	out := make([]SessionStatus, 0, len(entries))
+	for _, e := range entries {
+		if e.sub != nil {
+			v := e.sub.status()
+			e.st.Viewer = &v
+		}
+		out = append(out, e.st)
+	}
+	slices.SortFunc(out, func(a, b SessionStatus) int { return strings.Compare(a.ID, b.ID) })
+	return out
+}
+
+func (s *Server) handleSessions(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	_ = json.NewEncoder(w).Encode(s.Sessions())
+}
+
 func (s *Server) handleRooms(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")

@@ -210,6 +210,8 @@ func TestEndpointsRequireTokens(t *testing.T) {
 		{"GET", "/api/status", "", 401},
 		{"GET", "/api/status", subscriber, 403},
 		{"GET", "/api/rooms", "", 401},
+		{"GET", "/api/sessions", "", 401},
+		{"GET", "/api/sessions", subscriber, 403},
 		{"GET", "/metrics", "", 401},
 		{"GET", "/metrics", subscriber, 403},
 		{"POST", "/api/privacy", subscriber, 403},
@@ -220,6 +222,7 @@ func TestEndpointsRequireTokens(t *testing.T) {
 		{"DELETE", "/sessions/0000", "", 404},
 		{"GET", "/metrics", testToken, 200},
 		{"GET", "/api/rooms", testToken, 200},
+		{"GET", "/api/sessions", testToken, 200},
 	} {
 		code, h := request(t, tc.method, ts.url+tc.path, tc.token, "application/sdp", "")
 		if code != tc.code {

@@ -149,6 +149,7 @@ func (s *Server) routes() {
 	s.mux.Handle("GET /", http.FileServerFS(static))
 	s.mux.HandleFunc("GET /api/status", s.admin(s.handleStatus))
 	s.mux.HandleFunc("GET /api/rooms", s.admin(s.handleRooms))
+	s.mux.HandleFunc("GET /api/sessions", s.admin(s.handleSessions))
 	s.mux.HandleFunc("POST /api/privacy", s.admin(s.handleSwitch("on", s.cfg.SetPrivacy)))
 	s.mux.HandleFunc("POST /api/call", s.admin(s.handleSwitch("joined", s.cfg.SetInCall)))
 	s.mux.HandleFunc("GET /metrics", s.admin(s.registry.Handler().ServeHTTP))

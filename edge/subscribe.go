@@ -12,14 +12,26 @@ import (
 	"github.com/pion/webrtc/v4"
 
 	"github.com/edgeflux/edge/edge/sfu"
+	"github.com/edgeflux/edge/edge/sfu/bwe"
 )
 
 // audioShare is what each audio track is assumed to take of a subscriber's bandwidth.
 const audioShare = 40_000
 
+// The send-side estimate of a subscriber's connection starts where the camera's top layer
+// fits (a room's local network usually carries it; a slower link is found within a second
+// or two) and stays within these bounds.
+const (
+	bweInitial = 2_500_000
+	bweMin     = 100_000
+	bweMax     = 50_000_000
+)
+
 // subscriber sends room tracks down one peer connection: a meeting client's subscribe
 // connection or a WHEP session. It owns the connection's down tracks, answers their RTCP and
-// shares the connection's bandwidth estimate among them.
+// shares the connection's bandwidth estimate among them. The estimate comes from the
+// SFU's own send-side estimator when the subscriber negotiated transport-wide congestion
+// control (browsers do), or from the subscriber's REMB where that is all it offers.
 type subscriber struct {
 	srv *Server
 	id  string
@@ -27,11 +39,14 @@ type subscriber struct {
 	// onLayer is told when a down track's forwarded layer changes (may be nil).
 	onLayer func(d *sfu.DownTrack, l *sfu.Layer)
 
-	mu       sync.Mutex
-	downs    map[string]*downEntry // by track id
-	estimate int                   // latest REMB for the connection, bit/s
-	done     chan struct{}
-	doneOnce sync.Once
+	mu        sync.Mutex
+	downs     map[string]*downEntry // by track id
+	estimate  int                   // latest estimate for the connection, bit/s; 0 = none yet
+	allocated int                   // estimate at the last allocation
+	remb      bool                  // the subscriber sends REMB
+	transport *bwe.Estimator        // used by down tracks that negotiated transport-wide feedback
+	done      chan struct{}
+	doneOnce  sync.Once
 }
 
 type downEntry struct {
@@ -40,7 +55,8 @@ type downEntry struct {
 }
 
 func newSubscriber(srv *Server, id string, pc *webrtc.PeerConnection) *subscriber {
-	s := &subscriber{srv: srv, id: id, pc: pc, downs: map[string]*downEntry{}, done: make(chan struct{})}
+	s := &subscriber{srv: srv, id: id, pc: pc, downs: map[string]*downEntry{}, done: make(chan struct{}),
+		transport: bwe.New(bweInitial, bweMin, bweMax)}
 	srv.wg.Add(1)
 	go func() { defer srv.wg.Done(); s.tick() }()
 	return s
@@ -86,6 +102,7 @@ func (s *subscriber) start(t *sfu.Track, addTo func(*sfu.DownTrack) (*webrtc.RTP
 			s.onLayer(d, l)
 		}
 	})
+	d.UseTransportCC(s.transport)
 	tr, err := addTo(d)
 	if err != nil {
 		return nil, fmt.Errorf("add track %s: %w", t.ID, err)
@@ -151,15 +168,31 @@ func (s *subscriber) readRTCP(d *sfu.DownTrack, sender *webrtc.RTPSender) {
 			continue
 		}
 		s.srv.metrics.rtcpIn.Add(uint64(len(pkts)))
-		d.HandleRTCP(pkts)
+		d.HandleRTCP(pkts) // transport-wide feedback goes to the estimator there
 		for _, p := range pkts {
-			if remb, ok := p.(*rtcp.ReceiverEstimatedMaximumBitrate); ok {
+			switch p := p.(type) {
+			case *rtcp.ReceiverEstimatedMaximumBitrate:
 				s.mu.Lock()
-				s.estimate = int(remb.Bitrate)
+				s.remb = true
 				s.mu.Unlock()
-				s.allocate()
+				s.setEstimate(int(p.Bitrate), true)
+			case *rtcp.TransportLayerCC:
+				s.setEstimate(s.transport.Estimate(), false)
 			}
 		}
+	}
+}
+
+// setEstimate takes a new estimate for the connection and shares it out at once when it
+// fell or grew by a tenth; smaller changes wait for the next tick (transport-wide feedback
+// comes ten or twenty times a second).
+func (s *subscriber) setEstimate(bps int, always bool) {
+	s.mu.Lock()
+	s.estimate = bps
+	last := s.allocated
+	s.mu.Unlock()
+	if always || last == 0 || bps < last || bps > last+last/10 {
+		s.allocate()
 	}
 }
 
@@ -168,6 +201,7 @@ func (s *subscriber) readRTCP(d *sfu.DownTrack, sender *webrtc.RTPSender) {
 func (s *subscriber) allocate() {
 	s.mu.Lock()
 	estimate := s.estimate
+	s.allocated = estimate
 	var videos []*sfu.DownTrack
 	audios := 0
 	for _, e := range s.downs {
@@ -217,6 +251,59 @@ func (s *subscriber) sendReports(now time.Time) {
 	if len(pkts) > 0 {
 		_ = s.pc.WriteRTCP(pkts)
 	}
+}
+
+// SubscriberStatus is what a subscriber's connection receives and how the SFU sees its link.
+type SubscriberStatus struct {
+	// Congestion is the source of the estimate: "transport-cc" (the SFU's own send-side
+	// estimate from the subscriber's transport-wide feedback), "remb" (the subscriber's), or
+	// "" before either.
+	Congestion   string            `json:"congestion"`
+	EstimateKbps int               `json:"estimate_kbps"`
+	RTTMs        float64           `json:"rtt_ms,omitempty"`        // transport-cc only
+	Delay        string            `json:"delay,omitempty"`         // transport-cc: normal, overusing or underusing
+	AckedKbps    int               `json:"acked_kbps,omitempty"`    // transport-cc: what arrived over the last 500 ms
+	LinkLossPct  float64           `json:"link_loss_pct,omitempty"` // transport-cc: of every packet sent, padding included
+	Tracks       []DownTrackStatus `json:"tracks"`
+}
+
+// DownTrackStatus is one track a subscriber receives.
+type DownTrackStatus struct {
+	Track   string  `json:"track"`
+	Layer   string  `json:"layer"` // quality being forwarded; "" before the first keyframe
+	LossPct float64 `json:"loss_pct"`
+	Packets uint64  `json:"packets"`
+	Padding uint64  `json:"padding"`           // RTX copies sent to probe the link
+	Probing string  `json:"probing,omitempty"` // the layer a padding probe is trying now
+}
+
+func (s *subscriber) status() SubscriberStatus {
+	s.mu.Lock()
+	st := SubscriberStatus{EstimateKbps: s.estimate / 1000, Tracks: []DownTrackStatus{}}
+	remb := s.remb
+	s.mu.Unlock()
+	twcc := false
+	for _, d := range s.all() {
+		ds := DownTrackStatus{Track: d.Track().ID, LossPct: d.Loss() * 100, Packets: d.PacketsSent.Load(), Padding: d.Padding.Load()}
+		if l := d.Probing(); l != nil {
+			ds.Probing = l.Quality.String()
+		}
+		if l := d.Layer(); l != nil {
+			ds.Layer = l.Quality.String()
+		}
+		twcc = twcc || d.TransportCC()
+		st.Tracks = append(st.Tracks, ds)
+	}
+	switch {
+	case twcc:
+		bs := s.transport.Stats()
+		st.Congestion, st.Delay = "transport-cc", bs.State.String()
+		st.RTTMs = float64(bs.RTT.Microseconds()) / 1000
+		st.AckedKbps, st.LinkLossPct = bs.Acked/1000, bs.LossFraction*100
+	case remb:
+		st.Congestion = "remb"
+	}
+	return st
 }
 
 // close detaches every down track.

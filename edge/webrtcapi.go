@@ -28,8 +28,8 @@ const (
 // apis are the two pion APIs of the server, sharing one ICE setup and UDP port: publishers'
 // connections get NACK generation, receiver reports, transport-wide congestion feedback and
 // the simulcast and audio-level header extensions; subscribers' connections get no
-// interceptor (the SFU writes their sender reports and answers their NACKs itself) and send
-// REMB, which costs the SFU nothing per packet.
+// interceptor (the SFU writes their sender reports, answers their NACKs and stamps and
+// reads transport-wide congestion control itself) and may fall back to REMB.
 type apis struct {
 	publish, subscribe *webrtc.API
 	mux                io.Closer
@@ -44,8 +44,13 @@ func newAPIs(cfg Config) (*apis, error) {
 	if err := registerCodecs(pubME, []webrtc.RTCPFeedback{{Type: "nack"}, {Type: "nack", Parameter: "pli"}, {Type: "ccm", Parameter: "fir"}, {Type: webrtc.TypeRTCPFBTransportCC}}); err != nil {
 		return nil, err
 	}
-	if err := registerCodecs(subME, []webrtc.RTCPFeedback{{Type: "nack"}, {Type: "nack", Parameter: "pli"}, {Type: "ccm", Parameter: "fir"}, {Type: webrtc.TypeRTCPFBGoogREMB}}); err != nil {
+	if err := registerCodecs(subME, []webrtc.RTCPFeedback{{Type: "nack"}, {Type: "nack", Parameter: "pli"}, {Type: "ccm", Parameter: "fir"}, {Type: webrtc.TypeRTCPFBTransportCC}, {Type: webrtc.TypeRTCPFBGoogREMB}}); err != nil {
 		return nil, err
+	}
+	for _, kind := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo, webrtc.RTPCodecTypeAudio} {
+		if err := subME.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: sdp.TransportCCURI}, kind); err != nil {
+			return nil, fmt.Errorf("transport-wide congestion control extension: %w", err)
+		}
 	}
 	pubReg := &interceptor.Registry{}
 	if err := webrtc.ConfigureRTCPReports(pubReg); err != nil {

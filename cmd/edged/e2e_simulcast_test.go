@@ -3,18 +3,19 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"bufio"
 	"github.com/chromedp/chromedp"
-	"math/rand/v2"
-	"os"
-	"path/filepath"
+	"github.com/pion/sdp/v3"
 
 	"github.com/edgeflux/edge/internal/token"
 )
@@ -165,6 +166,47 @@ func startPeer(t *testing.T, ctx context.Context, page, script, endpoint, tok st
 
 // layerSubscribers reads /api/rooms: for the participant's video track, the subscribers of
 // each layer by rid.
+// viewerEstimates describes how the SFU sees each WHEP viewer's link, from /api/sessions:
+// estimate source, estimate, delay state, round trip and the layer sent.
+func viewerEstimates(t *testing.T, d *daemon) string {
+	t.Helper()
+	_, body := d.get(t, "/api/sessions", testToken)
+	var sessions []struct {
+		Kind   string `json:"kind"`
+		Viewer *struct {
+			Congestion   string  `json:"congestion"`
+			EstimateKbps int     `json:"estimate_kbps"`
+			RTTMs        float64 `json:"rtt_ms"`
+			Delay        string  `json:"delay"`
+			AckedKbps    int     `json:"acked_kbps"`
+			LinkLossPct  float64 `json:"link_loss_pct"`
+			Tracks       []struct {
+				Layer   string `json:"layer"`
+				Probing string `json:"probing"`
+				Padding int    `json:"padding"`
+			} `json:"tracks"`
+		} `json:"viewer"`
+	}
+	if err := json.Unmarshal([]byte(body), &sessions); err != nil {
+		t.Fatalf("/api/sessions: %v: %s", err, body)
+	}
+	var out []string
+	for _, s := range sessions {
+		if v := s.Viewer; v != nil {
+			var layers []string
+			for _, tr := range v.Tracks {
+				l := tr.Layer
+				if tr.Probing != "" {
+					l += "→" + tr.Probing
+				}
+				layers = append(layers, fmt.Sprintf("%s pad %d", l, tr.Padding))
+			}
+			out = append(out, fmt.Sprintf("%s %dk acked %dk loss %.0f%% %s %.0fms %v", v.Congestion, v.EstimateKbps, v.AckedKbps, v.LinkLossPct, v.Delay, v.RTTMs, layers))
+		}
+	}
+	return strings.Join(out, "; ")
+}
+
 func layerSubscribers(t *testing.T, d *daemon, room, participant string) map[string]int {
 	t.Helper()
 	_, body := d.get(t, "/api/rooms", testToken)
@@ -347,11 +389,11 @@ func TestE2ESimulcastLimitedLink(t *testing.T) {
 	startPeer(t, lim, page, whepView, whep, testToken)
 	startPeer(t, free, page, whepView, whep, testToken)
 
-	// The SFU's answer gives subscribers REMB to send, not transport-wide feedback: their
-	// own estimate is what the layer choice follows.
+	// The SFU's answer negotiates transport-wide congestion control: the layer choice
+	// follows the SFU's own send-side estimate of each subscriber's link.
 	if answer, err := chromedp.Run(lim, chromedp.Evaluate[string]("window.answer")); err != nil ||
-		!strings.Contains(answer, "goog-remb") || strings.Contains(answer, "transport-cc") {
-		t.Errorf("WHEP answer (err %v) does not negotiate goog-remb without transport-cc:\n%s", err, answer)
+		!strings.Contains(answer, "transport-cc") || !strings.Contains(answer, sdp.TransportCCURI) {
+		t.Errorf("WHEP answer (err %v) does not negotiate transport-wide congestion control:\n%s", err, answer)
 	}
 
 	begin := time.Now()
@@ -371,10 +413,10 @@ func TestE2ESimulcastLimitedLink(t *testing.T) {
 		freeW.see(at, fs)
 		layers := layerSubscribers(t, d, "main", "simulcaster")
 		tx := limNS.hostTxBytes()
-		t.Logf("t=%5.1fs limited %4dx%-4d dec %4d key %2d frz %d pli %2d lost %3d | unlimited %4dx%-4d dec %4d key %2d frz %d | SFU subs q%d h%d f%d | veth %4.0f kbit/s, drops %s",
+		t.Logf("t=%5.1fs limited %4dx%-4d dec %4d key %2d frz %d pli %2d lost %3d | unlimited %4dx%-4d dec %4d key %2d frz %d | SFU subs q%d h%d f%d | veth %4.0f kbit/s, drops %s | SFU estimates %s",
 			at.Seconds(), ls.FrameWidth, ls.FrameHeight, ls.FramesDecoded, ls.KeyFramesDecoded, ls.FreezeCount, ls.PLICount, ls.PacketsLost,
 			fs.FrameWidth, fs.FrameHeight, fs.FramesDecoded, fs.KeyFramesDecoded, fs.FreezeCount,
-			layers["q"], layers["h"], layers["f"], float64(tx-limTx)*8/1000, limNS.tcDrops())
+			layers["q"], layers["h"], layers["f"], float64(tx-limTx)*8/1000, limNS.tcDrops(), viewerEstimates(t, d))
 		limTx = tx
 		return ls, fs, layers
 	}

@@ -3,6 +3,8 @@ package sfu
 import (
 	"time"
 
+	"github.com/edgeflux/edge/edge/sfu/bwe"
+
 	"github.com/pion/rtcp"
 	"github.com/pion/webrtc/v4"
 )
@@ -16,18 +18,29 @@ import (
 // link no longer carries it. Loss is the larger of what receiver reports say and the share
 // of packets that had to be retransmitted: retransmitted packets count as received in
 // receiver reports, which then hide a congested link.
+//
+// Where the subscriber negotiated RTX and transport-wide congestion control (browsers do),
+// the layer above is first tried without switching: the down track sends RTX copies of what
+// it forwards until the link carries the upper layer's rate (a padding probe). The SFU's
+// estimator sees whether that rate arrived, without queueing or loss; only then does the
+// subscriber switch, and a link that cannot carry the layer costs it no frozen picture.
 
 const (
-	fitMargin      = 0.9                    // a layer fits when its bitrate is under this share of the estimate
-	probeFirst     = 2 * time.Second        // first trial after settling on a layer below the wanted one
-	probeMaxGap    = 4 * time.Second        // trials never wait longer than this after a failure
-	probeLength    = 2 * time.Second        // how long a trial runs before it is judged
-	probeLossLimit = 0.04                   // more loss than this during a trial ends it
-	steadyLoss     = 0.10                   // more loss than this on a steady layer steps down
-	lossWindow     = time.Second            // retransmitted share of packets sent is measured over this
-	keyframeRetry  = time.Second            // a switch waiting for a keyframe asks again this often
-	queueLimit     = 200 * time.Millisecond // more queueing delay than this is congestion
-	maxDrain       = 2 * time.Second        // longest wait for a queue to drain before a switch down
+	fitMargin      = 0.9                     // a layer fits when its bitrate is under this share of the estimate
+	probeFirst     = 2 * time.Second         // first trial after settling on a layer below the wanted one
+	probeMaxGap    = 4 * time.Second         // trials never wait longer than this after a failure
+	probeLength    = 2 * time.Second         // how long a trial runs before it is judged
+	probeLossLimit = 0.04                    // more loss than this during a trial ends it
+	steadyLoss     = 0.10                    // more loss than this on a steady layer steps down
+	lossWindow     = time.Second             // retransmitted share of packets sent is measured over this
+	keyframeRetry  = time.Second             // a switch waiting for a keyframe asks again this often
+	queueLimit     = 200 * time.Millisecond  // more queueing delay than this is congestion
+	maxDrain       = 2 * time.Second         // longest wait for a queue to drain before a switch down
+	padLength      = 1500 * time.Millisecond // how long a padding probe runs before it is judged
+	padMaxGap      = 2 * time.Second         // padding probes never wait longer than this after a failure
+	padNext        = time.Second             // next probe after a passed one, for the layer above
+	padCarried     = 0.8                     // a probe passes when this share of its rate arrived
+	maxPadRatio    = 10                      // RTX copies per forwarded packet, at most
 )
 
 type probeState struct {
@@ -46,6 +59,15 @@ type probeState struct {
 	held      bool
 	holdUntil int64     // nanotime before which the pending layer's keyframes are not taken
 	askedAt   time.Time // last keyframe request for the pending layer
+
+	// padding is the layer whose rate a padding probe fills the link to (nil when none);
+	// padRatio the copies per forwarded byte that takes, padCredit the bytes owed.
+	padding   *Layer
+	padRatio  float64
+	padCredit float64
+	padTarget int    // bit/s the probe aims at
+	padShort  bool   // the last probe, for more than one layer up, failed: the next aims one up
+	padAcked  uint64 // the estimator\'s acknowledged bytes when the probe started
 
 	// Round-trip time from receiver reports, its floor, and the queueing delay above it.
 	rtt, minRTT time.Duration
@@ -248,6 +270,9 @@ func (d *DownTrack) chooseLocked(layers []*Layer, now time.Time) *Layer {
 	}
 	loss := d.lossLocked(now)
 	congested := loss > probeLossLimit || pr.queued > queueLimit
+	if pr.padding != nil {
+		return d.judgePaddingLocked(congested, now)
+	}
 	if pr.trial != nil {
 		switch {
 		case congested || d.current != pr.trial && now.Sub(pr.started) > 3*probeLength:
@@ -299,10 +324,66 @@ func (d *DownTrack) chooseLocked(layers []*Layer, now time.Time) *Layer {
 	}
 	if fit == cur && cur.Quality < wanted.Quality && !congested && !now.Before(pr.next) {
 		up := layers[indexOf(layers, cur)+1]
+		if d.canPadLocked() {
+			// Probe for the wanted layer at once, unless that failed last time: then
+			// one layer up, as a trial would.
+			if !pr.padShort {
+				up = wanted
+			}
+			d.startPaddingLocked(up, now)
+			return cur
+		}
 		pr.trial, pr.from, pr.started = up, cur, now
 		return up
 	}
 	return fit
+}
+
+// canPadLocked says whether the link can be probed with padding: RTX to carry it, and the
+// SFU's own estimator to judge it.
+func (d *DownTrack) canPadLocked() bool {
+	return d.rtxSSRC != 0 && d.twccID != 0 && d.transport != nil && d.current != nil
+}
+
+// startPaddingLocked starts a padding probe for layer up: from now on forwarding sends as
+// many RTX copies as bring the current layer's rate to up's.
+func (d *DownTrack) startPaddingLocked(up *Layer, now time.Time) {
+	pr := &d.probe
+	cur := max(1, expectedBitrate(d.current))
+	pr.padTarget = expectedBitrate(up)
+	pr.padding, pr.started, pr.padCredit = up, now, 0
+	pr.padAcked = d.transport.Stats().AckedBytes
+	pr.padRatio = min(maxPadRatio, max(0, float64(pr.padTarget-cur)/float64(cur)))
+}
+
+// judgePaddingLocked ends a padding probe that saw congestion (a failure costs the
+// subscriber nothing: it never left its layer) or ran its course, and then switches up if
+// the link carried the probe's rate.
+func (d *DownTrack) judgePaddingLocked(congested bool, now time.Time) *Layer {
+	pr := &d.probe
+	st := d.transport.Stats()
+	failed := congested || st.State == bwe.Overusing || st.LossFraction > probeLossLimit
+	if !failed && now.Sub(pr.started) < padLength {
+		return d.current
+	}
+	up := pr.padding
+	pr.padding, pr.padRatio, pr.padCredit = nil, 0, 0
+	// What arrived over the whole probe: feedback lags the sending by a round trip, which
+	// the probe's length makes small.
+	arrived := int(float64(st.AckedBytes-pr.padAcked) * 8 / now.Sub(pr.started).Seconds())
+	if failed || float64(arrived) < padCarried*float64(pr.padTarget) {
+		pr.gap = min(max(pr.gap, probeFirst/2)*2, padMaxGap)
+		pr.next, pr.failed = now.Add(pr.gap), now
+		pr.padShort = !pr.padShort && up.Quality > d.current.Quality+1
+		return d.current
+	}
+	pr.padShort = false
+	// The link carried the layer: switch, hold it like a passed trial, probe on soon; the
+	// connection's estimate starts from what arrived (the subscriber's other tracks and
+	// the encoder's bitrate follow it).
+	d.transport.Probed(min(arrived, pr.padTarget))
+	pr.gap, pr.proven, pr.lastPick, pr.next = probeFirst, up, up, now.Add(padNext)
+	return up
 }
 
 func indexOf(layers []*Layer, l *Layer) int {

@@ -10,7 +10,10 @@ import (
 
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
+	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
+
+	"github.com/edgeflux/edge/edge/sfu/bwe"
 )
 
 // DownTrack is one subscriber's view of a Track: a webrtc.TrackLocal that pion binds to the
@@ -45,9 +48,16 @@ type DownTrack struct {
 	rtxSeq         uint16
 	rtxBuf         []byte
 	vp8            *vp8Munger // VP8: PictureID, TL0PICIDX and KEYIDX continue across switches
-	closed         bool
-	resendTokens   float64 // retransmission budget (token bucket)
-	resendLast     int64
+	// Transport-wide congestion control, when the subscriber negotiated its header
+	// extension: every packet sent carries the connection's transport-wide sequence number,
+	// and the subscriber's feedback on them drives the connection's estimator.
+	transport    *bwe.Estimator // shared by the connection's down tracks; set before Bind
+	twccID       uint8          // negotiated extension ID, 0 when not negotiated
+	twccSeq      [2]byte
+	padFrom      *packet // the packet forwarded last, which padding probes copy (ring-owned)
+	closed       bool
+	resendTokens float64 // retransmission budget (token bucket)
+	resendLast   int64
 
 	// Layer choice, owned by Allocate (one goroutine: the subscriber's RTCP reader or ticker).
 	maxQuality Quality
@@ -56,7 +66,7 @@ type DownTrack struct {
 	probe      probeState
 	onLayer    func(*Layer) // told when the forwarded layer changes
 
-	PacketsSent, BytesSent, Nacks, Retransmits, Switches atomic.Uint64
+	PacketsSent, BytesSent, Nacks, Retransmits, Switches, Padding atomic.Uint64
 }
 
 // segment says that from out sequence number outStart on, packets came from layer with seqDelta.
@@ -82,6 +92,11 @@ func NewDownTrack(t *Track, subscriber string, onLayer func(*Layer)) *DownTrack 
 	return d
 }
 
+// UseTransportCC makes the down track stamp its packets for e, the estimator of its
+// subscriber's connection, if the connection negotiates transport-wide congestion control.
+// Call before the track is bound.
+func (d *DownTrack) UseTransportCC(e *bwe.Estimator) { d.transport = e }
+
 // Track is the published track this down track receives.
 func (d *DownTrack) Track() *Track { return d.track }
 
@@ -100,6 +115,14 @@ func (d *DownTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameter
 		d.rtxSSRC, d.rtxPayloadType, d.rtxSeq = uint32(ctx.SSRCRetransmission()), uint8(rtx), uint16(rand.Uint32())
 	}
 	d.clockRate = codec.ClockRate
+	d.twccID = 0
+	if d.transport != nil {
+		for _, ext := range ctx.HeaderExtensions() {
+			if ext.URI == sdp.TransportCCURI && ext.ID > 0 && ext.ID < 15 {
+				d.twccID = uint8(ext.ID)
+			}
+		}
+	}
 	d.mu.Unlock()
 	d.Allocate()
 	return codec, nil
@@ -227,9 +250,38 @@ func (d *DownTrack) forward(l *Layer, p *packet) {
 			d.mu.Unlock()
 			return
 		}
+		if d.probe.padding != nil {
+			d.padLocked(p)
+		}
 		d.writeLocked(p, false)
+		d.padFrom = p
 	}
 	d.mu.Unlock()
+}
+
+// padLocked sends, ahead of packet p, as many RTX copies of the packet forwarded before it
+// as a padding probe needs (allocator.go): real packets, which the subscriber drops as
+// duplicates, measure the link as well as padding does and cost no memory. Copies go
+// first so that every burst ends with a media packet: a browser addresses its
+// transport-wide feedback to the SSRC it received last, and pion delivers no RTCP
+// addressed to an RTX SSRC.
+func (d *DownTrack) padLocked(p *packet) {
+	pr := &d.probe
+	src := d.padFrom
+	if src == nil || src.epoch != d.epoch {
+		return // nothing of the current layer sent yet
+	}
+	size := float64(len(p.payload))
+	pr.padCredit += size * pr.padRatio
+	for range maxPadRatio {
+		if size == 0 || pr.padCredit < size {
+			break
+		}
+		pr.padCredit -= size
+		if n, _ := d.writeLocked(src, true); n > 0 {
+			d.Padding.Add(1)
+		}
+	}
 }
 
 // switchLocked makes l the forwarded layer from its keyframe p on, and returns the layer
@@ -264,6 +316,7 @@ func (d *DownTrack) switchLocked(l *Layer, p *packet) *Layer {
 	}
 	old := d.current
 	d.current, d.pending, d.started, d.epoch = l, nil, true, p.epoch
+	d.padFrom = nil // a packet of the layer left would be numbered wrongly
 	d.probe.held = false
 	copy(d.segments[1:], d.segments[:len(d.segments)-1])
 	d.segments[0] = segment{outStart: p.seq + d.seqDelta, layer: l, seqDelta: d.seqDelta, tsDelta: d.tsDelta, epoch: p.epoch}
@@ -281,6 +334,7 @@ func (d *DownTrack) switchLocked(l *Layer, p *packet) *Layer {
 
 func (d *DownTrack) writeLocked(p *packet, resend bool) (int, error) {
 	seq, ts := p.seq+d.seqDelta, p.timestamp+d.tsDelta
+	exts := d.hdr.Extensions[:0] // kept: stamping reuses its backing array
 	d.hdr = rtp.Header{
 		Version:        2,
 		Padding:        p.padding,
@@ -303,6 +357,13 @@ func (d *DownTrack) writeLocked(p *packet, resend bool) (int, error) {
 		d.rtxBuf = append(append(d.rtxBuf[:0], byte(seq>>8), byte(seq)), payload...)
 		payload = d.rtxBuf
 	}
+	if d.twccID != 0 {
+		// Retransmissions and padding count too: they use the link like media does.
+		tseq := d.transport.Sent(twccOverhead+len(payload), nanotime())
+		d.twccSeq = [2]byte{byte(tseq >> 8), byte(tseq)}
+		d.hdr.Extensions = exts
+		_ = d.hdr.SetExtension(d.twccID, d.twccSeq[:]) // ID checked at Bind: cannot fail
+	}
 	n, err := d.writer.WriteRTP(&d.hdr, payload)
 	if n > 0 {
 		d.PacketsSent.Add(1)
@@ -318,6 +379,10 @@ func (d *DownTrack) writeLocked(p *packet, resend bool) (int, error) {
 	// A failed write is a subscriber going away; its connection's state handler cleans up.
 	return n, err
 }
+
+// twccOverhead is what a packet takes on the wire besides its payload: the RTP header with
+// the transport-wide sequence number extension, and the SRTP authentication tag.
+const twccOverhead = 12 + 8 + 16
 
 // restart makes the down track wait for a keyframe again (after a mute), keeping its numbering.
 func (d *DownTrack) restart() {
@@ -340,6 +405,12 @@ func (d *DownTrack) HandleRTCP(pkts []rtcp.Packet) {
 		switch pkt := pkt.(type) {
 		case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
 			d.RequestKeyframe() // of the layer it waits for, if any: that is what it will get
+		case *rtcp.TransportLayerCC:
+			// Feedback on the whole connection, sent on whichever of its tracks; bad
+			// feedback is ignored by the estimator and changes nothing.
+			if d.transport != nil {
+				_ = d.transport.Feedback(pkt, nanotime())
+			}
 		case *rtcp.TransportLayerNack:
 			asked := 0
 			for _, pair := range pkt.Nacks {
@@ -459,6 +530,21 @@ func (d *DownTrack) RequestKeyframe() {
 	case current != nil:
 		current.RequestKeyframe()
 	}
+}
+
+// TransportCC says whether the subscriber negotiated transport-wide congestion control for
+// this track: its packets carry transport-wide sequence numbers.
+func (d *DownTrack) TransportCC() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.twccID != 0
+}
+
+// Probing is the layer a padding probe is trying now, or nil.
+func (d *DownTrack) Probing() *Layer {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.probe.padding
 }
 
 // Loss is the fraction of packets the subscriber reported lost most recently.

@@ -26,6 +26,9 @@ type Options struct {
 	// LoopbackOnly keeps every ICE candidate on the loopback interface and mDNS off, as
 	// tests on a shared machine must.
 	LoopbackOnly bool
+	// TransportCC negotiates transport-wide congestion control, as browsers do: the viewer
+	// sends feedback on every packet instead of an estimate of its own (REMB).
+	TransportCC bool
 }
 
 // StatusError is a non-201 answer to the offer.
@@ -54,6 +57,11 @@ func Dial(ctx context.Context, opts Options, onPacket func(*rtp.Packet)) (*Clien
 	reg := &interceptor.Registry{}
 	if err := webrtc.ConfigureRTCPReports(reg); err != nil {
 		return nil, err
+	}
+	if opts.TransportCC {
+		if err := webrtc.ConfigureTWCCSender(me, reg); err != nil {
+			return nil, err
+		}
 	}
 	se := webrtc.SettingEngine{}
 	if opts.LoopbackOnly {
