@@ -25,6 +25,7 @@ type options struct {
 	goroutineTolerance            int
 	json                          bool
 	loopbackOnly                  bool
+	transportCC                   bool
 
 	publishSeconds float64
 	publishW       int
@@ -62,6 +63,7 @@ baseline. Standard WHIP/WHEP only (RFC 9725), so any server works.
 	fs.StringVar(&o.metrics, "metrics", "", "Prometheus endpoint of the server for go_goroutines, e.g. http://127.0.0.1:8080/metrics (optional)")
 	rssTol := fs.Int("rss-tolerance", 16, "MiB above the baseline RSS that still counts as returned")
 	fs.IntVar(&o.goroutineTolerance, "goroutine-tolerance", 5, "goroutines above the baseline that still count as returned")
+	fs.BoolVar(&o.transportCC, "twcc", false, "viewers negotiate transport-wide congestion control and send its feedback, as browsers do (default: neither TWCC nor REMB)")
 	fs.BoolVar(&o.json, "json", false, "print the results as JSON instead of a table")
 	fs.StringVar(&o.out, "out", "", "also write the JSON report to this file")
 	ice := fs.String("ice-loopback", "auto", `offer only loopback ICE candidates: "auto" (when the WHEP host is a loopback address), "true" or "false"`)

@@ -34,7 +34,7 @@ type whipServer struct {
 }
 
 func newWHIPServer(t *testing.T) *whipServer {
-	api, err := newViewerAPI(true) // H.264 only, loopback only: what a server needs here too
+	api, err := newViewerAPI(true, false) // H.264 only, loopback only: what a server needs here too
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -28,7 +28,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	api, err := newViewerAPI(o.loopbackOnly)
+	api, err := newViewerAPI(o.loopbackOnly, o.transportCC)
 	if err != nil {
 		return err
 	}

@@ -34,9 +34,10 @@ var h264Offer = webrtc.RTPCodecParameters{
 }
 
 // newViewerAPI builds the pion API all viewers share: H.264 only, and of the interceptors only
-// the NACK generator (so lost packets are asked for again) and receiver reports. No jitter
-// buffer, no decoder, no bandwidth estimator.
-func newViewerAPI(loopbackOnly bool) (*webrtc.API, error) {
+// the NACK generator (so lost packets are asked for again), receiver reports and, with
+// transportCC, transport-wide congestion feedback as a browser sends it. No jitter buffer,
+// no decoder, no bandwidth estimator.
+func newViewerAPI(loopbackOnly, transportCC bool) (*webrtc.API, error) {
 	me := &webrtc.MediaEngine{}
 	if err := me.RegisterCodec(h264Offer, webrtc.RTPCodecTypeVideo); err != nil {
 		return nil, fmt.Errorf("register H.264: %w", err)
@@ -52,6 +53,11 @@ func newViewerAPI(loopbackOnly bool) (*webrtc.API, error) {
 	reg := &interceptor.Registry{}
 	reg.Add(gen)
 	reg.Add(rr)
+	if transportCC {
+		if err := webrtc.ConfigureTWCCSender(me, reg); err != nil {
+			return nil, fmt.Errorf("transport-wide feedback: %w", err)
+		}
+	}
 	se := webrtc.SettingEngine{}
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
 	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
