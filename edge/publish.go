@@ -25,13 +25,14 @@ type publisher struct {
 	tracks  map[string]*sfu.Track // by mid: the layers of one simulcast track share a mid
 	ssrcs   map[*sfu.Layer]uint32
 	sources map[string]string // mid → source, as the client declared it
+	muted   map[string]bool   // mid → muted, for declared tracks whose media has not come yet
 	stopped atomic.Bool       // no more packets from this connection reach the layers
 	// onActiveLayers tells the publisher which of its layers anyone receives (dynacast).
 	onActiveLayers func(t *sfu.Track, active []*sfu.Layer)
 }
 
 func newPublisher(srv *Server, room *sfu.Room, p *sfu.Participant, pc *webrtc.PeerConnection) *publisher {
-	pub := &publisher{srv: srv, room: room, p: p, pc: pc, tracks: map[string]*sfu.Track{}, ssrcs: map[*sfu.Layer]uint32{}, sources: map[string]string{}}
+	pub := &publisher{srv: srv, room: room, p: p, pc: pc, tracks: map[string]*sfu.Track{}, ssrcs: map[*sfu.Layer]uint32{}, sources: map[string]string{}, muted: map[string]bool{}}
 	pc.OnTrack(pub.handleTrack)
 	return pub
 }
@@ -48,6 +49,21 @@ func (pub *publisher) declare(mid, source string) {
 	pub.mu.Unlock()
 }
 
+// muteDeclared records the mute state of a track the client declared but whose media has
+// not arrived yet (a page that joins muted mutes before its first packet): the track is
+// published in that state. It reports whether trackID is such a track.
+func (pub *publisher) muteDeclared(trackID string, muted bool) bool {
+	pub.mu.Lock()
+	defer pub.mu.Unlock()
+	for mid := range pub.sources {
+		if publishedTrackID(pub.p.ID, mid) == trackID && pub.tracks[mid] == nil {
+			pub.muted[mid] = muted
+			return true
+		}
+	}
+	return false
+}
+
 // handleTrack runs for each incoming RTP stream, one per simulcast layer.
 func (pub *publisher) handleTrack(remote *webrtc.TrackRemote, recv *webrtc.RTPReceiver) {
 	mid := ""
@@ -59,6 +75,7 @@ func (pub *publisher) handleTrack(remote *webrtc.TrackRemote, recv *webrtc.RTPRe
 	pub.mu.Lock()
 	t, existed := pub.tracks[mid]
 	publish := false
+	var mute *bool // the client muted the track before its media came
 	if !existed {
 		source := pub.sources[mid]
 		if source == "" {
@@ -79,6 +96,10 @@ func (pub *publisher) handleTrack(remote *webrtc.TrackRemote, recv *webrtc.RTPRe
 			publish = true
 		}
 		pub.tracks[mid] = t
+		if muted, ok := pub.muted[mid]; ok {
+			delete(pub.muted, mid)
+			mute = &muted
+		}
 	}
 	quality := sfu.High
 	if remote.RID() != "" {
@@ -87,6 +108,12 @@ func (pub *publisher) handleTrack(remote *webrtc.TrackRemote, recv *webrtc.RTPRe
 	layer := t.AddLayer(remote.RID(), quality, 0, 0)
 	pub.ssrcs[layer] = uint32(remote.SSRC())
 	pub.mu.Unlock()
+	switch {
+	case publish && mute != nil:
+		t.SetMuted(*mute) // published as the client left it
+	case mute != nil:
+		pub.room.SetMuted(pub.p, t, *mute) // subscribers of the adopted track are told
+	}
 	if publish {
 		pub.room.Publish(pub.p, t)
 	}

@@ -271,3 +271,76 @@ func TestVanishedParticipantIsCleanedUp(t *testing.T) {
 		t.Error("the ghost is still in the room")
 	}
 }
+
+// TestMuteBeforeTheFirstPacket: a page that joins muted sends mute for its declared track
+// before any media has come. The server takes it (no 404), publishes the track muted, so
+// others forward nothing of it, and unmuting starts it.
+func TestMuteBeforeTheFirstPacket(t *testing.T) {
+	ts := startServer(t, nil)
+	alice := participant(t, ts, "alice", everything)
+	bob := participant(t, ts, "bob", everything)
+	video, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, "v-alice", "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if err := alice.Publish(ctx, roomclient.Publication{Track: video, Source: "camera"}); err != nil {
+		t.Fatal(err)
+	}
+	var trackID string
+	for _, m := range alice.Messages() {
+		if m.Type() == "publish_answer" {
+			for _, id := range m["tracks"].(map[string]any) {
+				trackID = id.(string)
+			}
+		}
+	}
+	before := len(alice.Messages())
+	if err := alice.Send(roomclient.Message{"type": "mute", "track_id": trackID, "muted": true}); err != nil {
+		t.Fatal(err)
+	}
+	if err := alice.Send(roomclient.Message{"type": "ping"}); err != nil {
+		t.Fatal(err)
+	}
+	m, err := alice.WaitAfter(ctx, before, func(m roomclient.Message) bool { return m.Type() == "pong" || m.Type() == "error" })
+	if err != nil || m.Type() != "pong" {
+		t.Fatalf("mute of declared track %s before its media: %v %v", trackID, m, err)
+	}
+
+	// Media starts; the track is published muted and bob gets none of it.
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for i := uint32(0); ; i++ {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+			_ = video.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, Marker: true, SequenceNumber: uint16(i), Timestamp: i * 1800},
+				Payload: append([]byte{0x10, byte(min(i%10, 1))}, make([]byte, 200)...)})
+		}
+	}()
+	defer func() { close(stop); <-done }()
+	pub, err := bob.Wait(ctx, func(m roomclient.Message) bool {
+		return m.Type() == "track_published" && m["participant_id"] == "alice"
+	})
+	if err != nil {
+		t.Fatal("bob was not told of alice's track:", err)
+	}
+	if tr, _ := pub["track"].(map[string]any); tr["muted"] != true {
+		t.Errorf("alice's track was published as %v; want muted", pub["track"])
+	}
+	time.Sleep(time.Second)
+	if received(bob, "alice", webrtc.RTPCodecTypeVideo, 1) {
+		t.Error("bob received video of a track muted before its first packet")
+	}
+	if err := alice.Send(roomclient.Message{"type": "mute", "track_id": trackID, "muted": false}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "bob to receive alice's unmuted video", func() bool { return received(bob, "alice", webrtc.RTPCodecTypeVideo, 10) })
+}

@@ -350,7 +350,9 @@ func (c *rtcClient) handle(m clientMessage) {
 	case "mute":
 		t := c.participant.Track(m.TrackID)
 		if t == nil {
-			c.fail(404, "you publish no track %q", m.TrackID)
+			if c.pub == nil || !c.pub.muteDeclared(m.TrackID, *m.Muted) {
+				c.fail(404, "you publish no track %q", m.TrackID)
+			}
 			return
 		}
 		c.room.SetMuted(c.participant, t, *m.Muted)
