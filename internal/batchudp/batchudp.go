@@ -23,10 +23,13 @@ import (
 const (
 	MaxBatch = 64
 	MaxQueue = 4096
-	// maxSpare bounds the datagram buffers kept for reuse: enough for a burst of a few
-	// batches, without holding a peak's worth of memory after the viewers left.
-	maxSpare = 4 * MaxBatch
 )
+
+// buffers holds datagram copies between a write and its send. A picture fanned out to
+// hundreds of viewers is thousands of datagrams at once; a pool keeps them without an
+// allocation each, per CPU and without a shared lock, and the garbage collector empties it
+// once the viewers have gone.
+var buffers = sync.Pool{New: func() any { b := make([]byte, 0, 1500); return &b }}
 
 // batchWriter is sendmmsg through x/net (ipv4 and ipv6 share the Message type).
 type batchWriter interface {
@@ -40,8 +43,9 @@ type Conn struct {
 
 	mu      sync.Mutex
 	queue   []datagram
-	spare   [][]byte
-	flushMu sync.Mutex // one sender at a time: the flusher, or a writer under back-pressure
+	flushMu sync.Mutex     // one sender at a time: the flusher, or a writer under back-pressure
+	msgs    []ipv4.Message // one batch, reused (under flushMu)
+	vecs    [][]byte       // each message's one buffer: msgs[i].Buffers is vecs[i:i+1]
 	kick    chan struct{}
 	done    chan struct{}
 	closed  atomic.Bool
@@ -51,13 +55,14 @@ type Conn struct {
 }
 
 type datagram struct {
-	buf  []byte
+	buf  *[]byte // from buffers
 	addr netip.AddrPort
 }
 
 // New wraps conn and starts its sender.
 func New(conn *net.UDPConn) *Conn {
-	c := &Conn{UDPConn: conn, kick: make(chan struct{}, 1), done: make(chan struct{}), addrs: map[netip.AddrPort]*net.UDPAddr{}}
+	c := &Conn{UDPConn: conn, kick: make(chan struct{}, 1), done: make(chan struct{}), addrs: map[netip.AddrPort]*net.UDPAddr{},
+		msgs: make([]ipv4.Message, 0, MaxBatch), vecs: make([][]byte, MaxBatch)}
 	if la, ok := conn.LocalAddr().(*net.UDPAddr); ok && la.IP.To4() == nil && !la.IP.IsUnspecified() {
 		c.batch = ipv6.NewPacketConn(conn)
 	} else {
@@ -73,12 +78,10 @@ func (c *Conn) WriteToAddrPort(b []byte, addr netip.AddrPort) (int, error) {
 	if c.closed.Load() {
 		return 0, net.ErrClosed
 	}
+	buf := buffers.Get().(*[]byte)
+	*buf = append((*buf)[:0], b...)
 	c.mu.Lock()
-	var buf []byte
-	if n := len(c.spare); n > 0 {
-		buf, c.spare = c.spare[n-1], c.spare[:n-1]
-	}
-	c.queue = append(c.queue, datagram{append(buf[:0], b...), addr})
+	c.queue = append(c.queue, datagram{buf, addr})
 	n := len(c.queue)
 	c.mu.Unlock()
 	switch {
@@ -125,7 +128,6 @@ func (c *Conn) run() {
 func (c *Conn) flush() {
 	c.flushMu.Lock()
 	defer c.flushMu.Unlock()
-	msgs := make([]ipv4.Message, 0, MaxBatch)
 	for {
 		c.mu.Lock()
 		q := c.queue
@@ -136,18 +138,19 @@ func (c *Conn) flush() {
 		}
 		for start := 0; start < len(q); start += MaxBatch {
 			part := q[start:min(start+MaxBatch, len(q))]
-			msgs = msgs[:0]
+			c.msgs = c.msgs[:0]
 			for i := range part {
-				msgs = append(msgs, ipv4.Message{Buffers: [][]byte{part[i].buf}, Addr: c.udpAddr(part[i].addr)})
+				c.vecs[i] = *part[i].buf
+				c.msgs = append(c.msgs, ipv4.Message{Buffers: c.vecs[i : i+1 : i+1], Addr: c.udpAddr(part[i].addr)})
 			}
-			c.send(msgs)
+			c.send(c.msgs)
 		}
-		c.mu.Lock()
 		for i := range q {
-			if len(c.spare) < maxSpare {
-				c.spare = append(c.spare, q[i].buf)
-			}
+			buffers.Put(q[i].buf)
+			q[i].buf = nil
 		}
+		clear(c.vecs)
+		c.mu.Lock()
 		if c.queue == nil {
 			c.queue = q[:0] // reuse the slice for the next batch
 		}
