@@ -2,6 +2,7 @@ package edge
 
 import (
 	"context"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -93,5 +94,61 @@ func TestREMBViewerSteersWithItsOwnEstimate(t *testing.T) {
 	st := viewerStatus(t, ts, func(s SubscriberStatus) bool { return s.Congestion == "remb" })
 	if st.EstimateKbps != 900 || st.RTTMs != 0 || stamped.Load() != 0 {
 		t.Errorf("REMB viewer: status %+v, %d packets with header extensions", st, stamped.Load())
+	}
+}
+
+// TestFirstMediaIsMeasured: the wait of a new viewer for its first keyframe shows in
+// /metrics, once per subscription.
+func TestFirstMediaIsMeasured(t *testing.T) {
+	ts := startServer(t, nil)
+	var got atomic.Int64
+	c, err := dial(t, ts, func(*rtp.Packet) { got.Add(1) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	waitFor(t, "the viewer's first packets", func() bool { return got.Load() > 10 })
+	_, h := request(t, "GET", ts.url+"/metrics", testToken, "", "")
+	body := h.Get("X-Test-Body")
+	if !strings.Contains(body, "edge_subscription_first_media_seconds_count 1\n") ||
+		strings.Contains(body, "edge_subscription_first_media_seconds_sum 0\n") {
+		t.Errorf("/metrics after one viewer started:\n%s", grepLines(body, "first_media"))
+	}
+}
+
+func grepLines(s, sub string) string {
+	var out []string
+	for l := range strings.SplitSeq(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+// TestConnectionsShareADailyCertificate: peer connections get one DTLS certificate instead
+// of generating one each, and a certificate older than a day is replaced.
+func TestConnectionsShareADailyCertificate(t *testing.T) {
+	ts := startServer(t, nil)
+	fingerprint := func() string {
+		cfg := ts.srv.apis.config()
+		if len(cfg.Certificates) != 1 {
+			t.Fatalf("%d certificates in a connection's configuration", len(cfg.Certificates))
+		}
+		fps, err := cfg.Certificates[0].GetFingerprints()
+		if err != nil || len(fps) == 0 {
+			t.Fatal(err)
+		}
+		return fps[0].Value
+	}
+	first := fingerprint()
+	if again := fingerprint(); again != first {
+		t.Errorf("two connections got certificates %s and %s; want one", first, again)
+	}
+	ts.srv.apis.certMu.Lock()
+	ts.srv.apis.certMade = time.Now().Add(-certRenewal - time.Minute)
+	ts.srv.apis.certMu.Unlock()
+	if renewed := fingerprint(); renewed == first {
+		t.Error("a certificate older than a day is still handed out")
 	}
 }

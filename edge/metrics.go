@@ -19,6 +19,11 @@ type counters struct {
 	tracksPublished, layerSwitches, plis metrics.Counter
 	bytesIn, rtcpIn, malformed           metrics.Counter
 	badMessages, authFailures            metrics.Counter
+	// firstMedia is how long a subscription waits for its first packet: from the moment
+	// the SFU adds the track (a WHEP offer, a meeting subscription) to its first keyframe
+	// sent. Only the SFU's part: the client's ICE and DTLS and its decoding are in it only
+	// as far as the SFU has to wait for them.
+	firstMedia metrics.Histogram
 }
 
 // registerMetrics builds the server's /metrics: counters, the rooms as they are (read on
@@ -38,6 +43,8 @@ func (s *Server) registerMetrics() {
 	m.malformed = r.Counter("edge_malformed_packets_total", "Incoming RTP and RTCP packets that did not parse.")
 	m.badMessages = r.Counter("edge_bad_messages_total", "Room protocol messages refused.")
 	m.authFailures = r.Counter("edge_auth_failures_total", "Requests refused for their token.")
+	m.firstMedia = r.Histogram("edge_subscription_first_media_seconds", "From adding a track to a subscriber to its first packet sent (a keyframe).",
+		[]float64{0.025, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 1, 2, 5})
 	r.GaugeFunc("edge_viewers", "WHEP viewers and meeting participants receiving media.", func() float64 { return float64(s.Viewers()) })
 	r.GaugeCollector("edge_participants", "Participants per room.", []string{"room"}, func(emit func(float64, ...string)) {
 		for _, room := range s.roomList() {

@@ -150,7 +150,7 @@ func (c *rtcClient) join(m clientMessage) error {
 	var sub sfu.Subscriber
 	if claims.Grants.Subscribe {
 		sub = c
-		pc, err := s.apis.subscribe.NewPeerConnection(webrtc.Configuration{BundlePolicy: webrtc.BundlePolicyMaxBundle})
+		pc, err := s.apis.subscribe.NewPeerConnection(s.apis.config())
 		if err != nil {
 			return codedError{500, err}
 		}
@@ -365,7 +365,7 @@ func (c *rtcClient) publishOffer(m clientMessage) {
 		return
 	}
 	if c.pubPC == nil {
-		pc, err := c.srv.apis.publish.NewPeerConnection(webrtc.Configuration{BundlePolicy: webrtc.BundlePolicyMaxBundle})
+		pc, err := c.srv.apis.publish.NewPeerConnection(c.srv.apis.config())
 		if err != nil {
 			c.fail(500, "publish connection: %v", err)
 			return

@@ -96,7 +96,10 @@ func (s *subscriber) start(t *sfu.Track, addTo func(*sfu.DownTrack) (*webrtc.RTP
 		return nil, nil
 	}
 	var d *sfu.DownTrack
+	added := time.Now()
+	var first sync.Once
 	d = sfu.NewDownTrack(t, s.id, func(l *sfu.Layer) {
+		first.Do(func() { s.srv.metrics.firstMedia.Observe(time.Since(added).Seconds()) })
 		s.srv.metrics.layerSwitches.Add(1)
 		if s.onLayer != nil {
 			s.onLayer(d, l)

@@ -1,9 +1,13 @@
 package edge
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"fmt"
 	"io"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/pion/ice/v4"
@@ -33,6 +37,36 @@ const (
 type apis struct {
 	publish, subscribe *webrtc.API
 	mux                io.Closer
+
+	certMu   sync.Mutex
+	cert     *webrtc.Certificate
+	certMade time.Time
+}
+
+// certRenewal is how long one DTLS certificate serves new connections (pion makes them
+// valid for a month).
+const certRenewal = 24 * time.Hour
+
+// config is the configuration of every peer connection: one bundle, and a DTLS certificate
+// shared by all connections and renewed daily. pion would otherwise generate a key and a
+// certificate for each connection, and a crowd joining at once would pay for hundreds.
+func (a *apis) config() webrtc.Configuration {
+	cfg := webrtc.Configuration{BundlePolicy: webrtc.BundlePolicyMaxBundle}
+	a.certMu.Lock()
+	defer a.certMu.Unlock()
+	if a.cert == nil || time.Since(a.certMade) > certRenewal {
+		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			return cfg // pion makes one for the connection
+		}
+		cert, err := webrtc.GenerateCertificate(key)
+		if err != nil {
+			return cfg
+		}
+		a.cert, a.certMade = cert, time.Now()
+	}
+	cfg.Certificates = []webrtc.Certificate{*a.cert}
+	return cfg
 }
 
 func newAPIs(cfg Config) (*apis, error) {

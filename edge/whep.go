@@ -84,7 +84,7 @@ func (s *Server) handleWHEPOffer(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) startViewer(r *http.Request, sess *session, tracks []*sfu.Track, offer string) (string, error) {
-	pc, err := s.apis.subscribe.NewPeerConnection(webrtc.Configuration{BundlePolicy: webrtc.BundlePolicyMaxBundle})
+	pc, err := s.apis.subscribe.NewPeerConnection(s.apis.config())
 	if err != nil {
 		return "", fmt.Errorf("new peer connection: %w", err)
 	}

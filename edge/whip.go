@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"net/http"
 
-	"github.com/pion/webrtc/v4"
-
 	"github.com/edgeflux/edge/edge/sfu"
 	"github.com/edgeflux/edge/internal/token"
 )
@@ -38,7 +36,7 @@ func (s *Server) handleWHIPOffer(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusServiceUnavailable, fmt.Sprintf("room %q is full (%d participants)", roomName, limit))
 		return
 	}
-	pc, err := s.apis.publish.NewPeerConnection(webrtc.Configuration{BundlePolicy: webrtc.BundlePolicyMaxBundle})
+	pc, err := s.apis.publish.NewPeerConnection(s.apis.config())
 	if err != nil {
 		httpError(w, http.StatusInternalServerError, "could not create session: "+err.Error())
 		return
