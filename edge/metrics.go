@@ -166,6 +166,9 @@ type ParticipantStatus struct {
 	ID     string        `json:"id"`
 	Name   string        `json:"name"`
 	Tracks []TrackStatus `json:"tracks"`
+	// Downlink is how the SFU sees a meeting participant's receiving link (nil for
+	// participants that only publish: the camera, WHIP).
+	Downlink *SubscriberStatus `json:"downlink,omitempty"`
 }
 
 // TrackStatus is one published track in /api/rooms.
@@ -188,6 +191,14 @@ type LayerStatus struct {
 
 // Rooms reports every room, its participants and their tracks.
 func (s *Server) Rooms() []RoomStatus {
+	downlinks := map[*sfu.Participant]*subscriber{}
+	s.mu.Lock()
+	for c := range s.clients {
+		if c.sub != nil {
+			downlinks[c.participant] = c.sub
+		}
+	}
+	s.mu.Unlock()
 	out := []RoomStatus{}
 	for _, r := range s.roomList() {
 		rs := RoomStatus{Name: r.Name, Participants: []ParticipantStatus{}, Speakers: []string{}}
@@ -196,6 +207,10 @@ func (s *Server) Rooms() []RoomStatus {
 		}
 		for _, p := range r.Participants() {
 			ps := ParticipantStatus{ID: p.ID, Name: p.Name, Tracks: []TrackStatus{}}
+			if sub := downlinks[p]; sub != nil {
+				st := sub.status()
+				ps.Downlink = &st
+			}
 			for _, t := range p.Tracks() {
 				ts := TrackStatus{ID: t.ID, Kind: t.Kind.String(), Codec: t.Codec.MimeType, Muted: t.Muted(), Subscribers: t.Subscribers()}
 				for _, l := range t.Layers() {

@@ -124,6 +124,39 @@ func meetingToken(t *testing.T, identity string) string {
 	return tok
 }
 
+// downlink is a meeting participant's receiving link in /api/rooms.
+type downlink struct {
+	Congestion   string  `json:"congestion"`
+	EstimateKbps int     `json:"estimate_kbps"`
+	RTTMs        float64 `json:"rtt_ms"`
+	Delay        string  `json:"delay"`
+}
+
+// roomDownlinks is each receiving participant's downlink in room main, by participant.
+func roomDownlinks(t *testing.T, d *daemon) map[string]downlink {
+	t.Helper()
+	_, body := d.get(t, "/api/rooms", testToken)
+	var rooms []struct {
+		Name         string `json:"name"`
+		Participants []struct {
+			ID       string    `json:"id"`
+			Downlink *downlink `json:"downlink"`
+		} `json:"participants"`
+	}
+	if err := json.Unmarshal([]byte(body), &rooms); err != nil {
+		t.Fatalf("/api/rooms %q: %v", body, err)
+	}
+	out := map[string]downlink{}
+	for _, r := range rooms {
+		for _, p := range r.Participants {
+			if r.Name == "main" && p.Downlink != nil {
+				out[p.ID] = *p.Downlink
+			}
+		}
+	}
+	return out
+}
+
 // roomParticipants is who /api/rooms says is in room main.
 func roomParticipants(t *testing.T, d *daemon) []string {
 	t.Helper()
@@ -305,6 +338,18 @@ func TestE2EMeetingThreeBrowsersAndTheCamera(t *testing.T) {
 	}
 	if got := roomParticipants(t, d); !slices.Equal(got, []string{"alice", "bob", "camera", "carol"}) {
 		t.Errorf("/api/rooms lists %v in room main; want alice, bob, camera and carol", got)
+	}
+	// Chromium negotiates transport-wide congestion control: the SFU's own estimate of
+	// each page's downlink, from its feedback, steers what it receives.
+	downlinks := roomDownlinks(t, d)
+	if len(downlinks) != 3 {
+		t.Errorf("/api/rooms shows the downlinks of %v; want alice, bob and carol", downlinks)
+	}
+	for id, dl := range downlinks {
+		t.Logf("%s's downlink: %+v", id, dl)
+		if dl.Congestion != "transport-cc" || dl.EstimateKbps <= 0 || dl.RTTMs <= 0 {
+			t.Errorf("%s's downlink as the SFU sees it: %+v; want a transport-cc estimate and round trip", id, dl)
+		}
 	}
 
 	// Active speaker: the fake microphone beeps; someone must be named at some point.
