@@ -62,8 +62,8 @@ const (
 // are safe for concurrent use.
 type Estimator struct {
 	sendMu  sync.Mutex
-	next    uint64 // unwrapped sequence number of the next packet sent
-	history [historySize]sentPacket
+	next    uint64                   // unwrapped sequence number of the next packet sent
+	history *[historySize]sentPacket // 64 KiB, allocated with the first packet: a subscriber that sends REMB instead never needs it
 
 	estimate atomic.Int64 // bit/s, read without a lock
 
@@ -148,6 +148,9 @@ func New(initial, min, max int) *Estimator {
 func (e *Estimator) Sent(size int, at int64) uint16 {
 	size = min(max(size, 0), math.MaxUint16)
 	e.sendMu.Lock()
+	if e.history == nil {
+		e.history = new([historySize]sentPacket)
+	}
 	seq := uint32(e.next)
 	e.next++
 	e.history[seq&historyMask] = sentPacket{at: at, seq: seq, size: uint16(size), state: sent}

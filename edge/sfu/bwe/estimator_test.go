@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/pion/interceptor/pkg/twcc"
+	"github.com/pion/rtcp"
 )
 
 // The estimator against a simulated bottleneck (sim_test.go): 25 ms each way, a 64 KB
@@ -300,5 +301,24 @@ func TestProbedRaisesALowEstimate(t *testing.T) {
 	e.Probed(9_000_000)
 	if got := e.Estimate(); got != 2_000_000 {
 		t.Errorf("a probe above the maximum gave %d; want the maximum", got)
+	}
+}
+
+// TestHistoryOnlyOnceUsed: an estimator nobody sends through (its subscriber sends REMB)
+// costs no send history; feedback on it is answered as unknown.
+func TestHistoryOnlyOnceUsed(t *testing.T) {
+	e := New(1_000_000, 10_000, 10_000_000)
+	if e.history != nil {
+		t.Fatal("a new estimator holds a send history")
+	}
+	fb := &rtcp.TransportLayerCC{PacketStatusCount: 1, PacketChunks: []rtcp.PacketStatusChunk{
+		&rtcp.RunLengthChunk{PacketStatusSymbol: rtcp.TypeTCCPacketNotReceived, RunLength: 1}}}
+	_ = e.Feedback(fb, 1)
+	if e.history != nil || e.Estimate() != 1_000_000 {
+		t.Errorf("feedback before any packet: history %v, estimate %d", e.history != nil, e.Estimate())
+	}
+	e.Sent(1200, 1)
+	if e.history == nil {
+		t.Error("no history after the first packet")
 	}
 }
