@@ -33,10 +33,10 @@ import (
 )
 
 const (
-	// historySize packets are remembered for their feedback: 4 s at 10 Mbit/s in
-	// 1200-byte packets, against feedback that comes every 50 to 250 ms. At 16 bytes a
-	// packet that is 64 KB per estimator.
-	historySize = 4096
+	// historySize packets are remembered for their feedback: 2 s at 10 Mbit/s in
+	// 1200-byte packets, 10 s at 2 Mbit/s, against feedback that comes every 50 to 250 ms.
+	// At 16 bytes a packet that is 32 KiB per subscriber.
+	historySize = 2048
 	historyMask = historySize - 1
 )
 
@@ -63,7 +63,7 @@ const (
 type Estimator struct {
 	sendMu  sync.Mutex
 	next    uint64                   // unwrapped sequence number of the next packet sent
-	history *[historySize]sentPacket // 64 KiB, allocated with the first packet: a subscriber that sends REMB instead never needs it
+	history *[historySize]sentPacket // 32 KiB, allocated with the first packet: a subscriber that sends REMB instead never needs it
 
 	estimate atomic.Int64 // bit/s, read without a lock
 
