@@ -261,6 +261,9 @@ func (d *DownTrack) chooseLocked(layers []*Layer, now time.Time) *Layer {
 		}
 	}
 	pr := &d.probe
+	if pr.padding != nil && (pr.padding.Quality > wanted.Quality || len(layers) == 1) {
+		pr.padding, pr.padRatio = nil, 0 // the subscriber wants less now, or simulcast ended
+	}
 	if d.estimate == 0 || len(layers) == 1 {
 		// Start on the wanted layer and hold it like a passed trial, until loss says
 		// otherwise: a receiver's first estimates (Chrome's REMB starts at the rate it

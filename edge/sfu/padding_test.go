@@ -205,3 +205,22 @@ func TestProbeAimsAtTheWantedLayerThenOneUp(t *testing.T) {
 		t.Fatalf("after a failed probe for high: probing %v on %v; want medium on low", l, d.Layer().Quality)
 	}
 }
+
+// TestProbeEndsWhenTheSubscriberWantsLess: a probe toward high gives way to one toward
+// medium when the subscriber asks for medium at most, and stops when it asks for low.
+func TestProbeEndsWhenTheSubscriberWantsLess(t *testing.T) {
+	f, d, w := probeFeedUpTo(t, High)
+	d.SetMaxQuality(Medium)
+	if l := d.Probing(); l != nil && l.Quality != Medium {
+		t.Fatalf("probing toward %v after the subscriber asked for medium at most", l.Quality)
+	}
+	d.SetMaxQuality(Low)
+	if l := d.Probing(); l != nil {
+		t.Fatalf("still probing toward %v after the subscriber asked for low", l.Quality)
+	}
+	from := len(w.pkts)
+	sendBig(f, 5)
+	if copies := countSSRC(w.pkts[from:], 5678); copies != 0 {
+		t.Errorf("%d RTX copies sent after the probe ended", copies)
+	}
+}
