@@ -268,8 +268,8 @@ func (d *DownTrack) forward(l *Layer, p *packet) {
 func (d *DownTrack) padLocked(p *packet) {
 	pr := &d.probe
 	src := d.padFrom
-	if src == nil || src.epoch != d.epoch {
-		return // nothing of the current layer sent yet
+	if src == nil || src.epoch != d.epoch || src.seq+d.seqDelta != d.lastSeq {
+		return // nothing of the current layer sent yet, or its ring slot holds a later packet now
 	}
 	size := float64(len(p.payload))
 	pr.padCredit += size * pr.padRatio
