@@ -98,7 +98,7 @@ func TestREMBViewerSteersWithItsOwnEstimate(t *testing.T) {
 }
 
 // TestFirstMediaIsMeasured: the wait of a new viewer for its first keyframe shows in
-// /metrics, once per subscription.
+// /metrics, once per subscription, and so do the hops of the packets it was sent.
 func TestFirstMediaIsMeasured(t *testing.T) {
 	ts := startServer(t, nil)
 	var got atomic.Int64
@@ -113,6 +113,9 @@ func TestFirstMediaIsMeasured(t *testing.T) {
 	if !strings.Contains(body, "edge_subscription_first_media_seconds_count 1\n") ||
 		strings.Contains(body, "edge_subscription_first_media_seconds_sum 0\n") {
 		t.Errorf("/metrics after one viewer started:\n%s", grepLines(body, "first_media"))
+	}
+	if strings.Contains(body, "edge_forward_hop_seconds_count 0\n") || !strings.Contains(body, "edge_forward_hop_seconds_count") {
+		t.Errorf("/metrics after packets were forwarded:\n%s", grepLines(body, "forward_hop"))
 	}
 }
 

@@ -24,6 +24,9 @@ type counters struct {
 	// sent. Only the SFU's part: the client's ICE and DTLS and its decoding are in it only
 	// as far as the SFU has to wait for them.
 	firstMedia metrics.Histogram
+	// hop is the SFU's own part of a packet's way: arriving at a layer to handed to the
+	// last subscriber's socket queue.
+	hop metrics.Histogram
 }
 
 // registerMetrics builds the server's /metrics: counters, the rooms as they are (read on
@@ -45,6 +48,9 @@ func (s *Server) registerMetrics() {
 	m.authFailures = r.Counter("edge_auth_failures_total", "Requests refused for their token.")
 	m.firstMedia = r.Histogram("edge_subscription_first_media_seconds", "From adding a track to a subscriber to its first packet sent (a keyframe).",
 		[]float64{0.025, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 1, 2, 5})
+	m.hop = r.Histogram("edge_forward_hop_seconds", "From a packet's arrival at a layer to its hand-over to the last subscriber's socket queue.",
+		[]float64{0.00005, 0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05})
+	sfu.ObserveHops(m.hop.Observe)
 	r.GaugeFunc("edge_viewers", "WHEP viewers and meeting participants receiving media.", func() float64 { return float64(s.Viewers()) })
 	r.GaugeCollector("edge_participants", "Participants per room.", []string{"room"}, func(emit func(float64, ...string)) {
 		for _, room := range s.roomList() {

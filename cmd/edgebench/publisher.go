@@ -106,12 +106,15 @@ type publisher struct {
 
 // startPublisher posts the offer and, once answered, sends the clip at fps until ctx ends.
 func startPublisher(ctx context.Context, log *slog.Logger, client *http.Client, endpoint, token string,
-	clip []clipFrame, fps int, loopbackOnly bool) (*publisher, error) {
+	clip []clipFrame, fps int, loopbackOnly bool, hop *hopClock) (*publisher, error) {
 	me := &webrtc.MediaEngine{}
 	if err := me.RegisterCodec(h264Offer, webrtc.RTPCodecTypeVideo); err != nil {
 		return nil, err
 	}
 	reg := &interceptor.Registry{}
+	if hop != nil {
+		reg.Add(hopFactory{hop}) // first: the writer nearest the wire
+	}
 	if err := webrtc.ConfigureNack(me, reg); err != nil { // answer the server's NACKs
 		return nil, err
 	}

@@ -31,6 +31,7 @@ type whipServer struct {
 	packets  atomic.Int64
 	deleted  atomic.Bool
 	authSeen atomic.Value
+	hop      *hopClock // notes what arrives, as a viewer would
 }
 
 func newWHIPServer(t *testing.T) *whipServer {
@@ -38,7 +39,7 @@ func newWHIPServer(t *testing.T) *whipServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &whipServer{t: t, api: api, keyframe: make(chan struct{})}
+	return &whipServer{t: t, api: api, keyframe: make(chan struct{}), hop: newHopClock()}
 }
 
 func (s *whipServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -65,7 +66,12 @@ func (s *whipServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 					return
 				}
 				s.packets.Add(1)
-				if p, ok := parseRTP(buf[:n]); ok && s.kf.push(p) {
+				p, ok := parseRTP(buf[:n])
+				if !ok {
+					continue
+				}
+				s.hop.received(p.payload)
+				if s.kf.push(p) {
 					once.Do(func() { close(s.keyframe) })
 				}
 			}
@@ -108,7 +114,9 @@ func (s *whipServer) close() {
 }
 
 // TestPublisherWHIP publishes a pre-encoded clip to a minimal WHIP server: the server must
-// receive a complete keyframe, and the session must end with a DELETE to the Location.
+// receive a complete keyframe, and the session must end with a DELETE to the Location. The
+// server's receiving end matches every packet to the publisher's send time (the hop
+// measurement's matching), and on loopback the hop is short.
 func TestPublisherWHIP(t *testing.T) {
 	leakcheck.Check(t)
 	clip, err := encodeClip(1, 320, 240, 30, 300_000, 8)
@@ -126,7 +134,7 @@ func TestPublisherWHIP(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	pub, err := startPublisher(ctx, log, hs.Client(), hs.URL+"/whip/room", "tok", clip, 30, true)
+	pub, err := startPublisher(ctx, log, hs.Client(), hs.URL+"/whip/room", "tok", clip, 30, true, srv.hop)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,6 +145,14 @@ func TestPublisherWHIP(t *testing.T) {
 	}
 	if err := pub.Close(); err != nil {
 		t.Errorf("close: %v", err)
+	}
+	srv.close()
+	hops := srv.hop.window()
+	if got := srv.packets.Load(); len(hops) != int(got) || got == 0 {
+		t.Errorf("%d of %d packets received were matched to their send time", len(hops), got)
+	}
+	if p50, _, worst := hopPercentiles(hops); p50 <= 0 || worst > 500*time.Millisecond {
+		t.Errorf("publisher to receiver on loopback: p50 %v, max %v", p50, worst)
 	}
 	if !srv.deleted.Load() {
 		t.Error("the publisher did not DELETE its session")

@@ -49,7 +49,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			bytes += len(f.data)
 		}
 		log.Info("publish clip encoded", "frames", len(clip), "kbps", bytes*8*o.publishFPS/len(clip)/1000)
-		pub, err := startPublisher(ctx, log, b.http, o.publish, o.token, clip, o.publishFPS, o.loopbackOnly)
+		b.hop = newHopClock()
+		pub, err := startPublisher(ctx, log, b.http, o.publish, o.token, clip, o.publishFPS, o.loopbackOnly, b.hop)
 		if err != nil {
 			return err
 		}
@@ -126,6 +127,7 @@ type bench struct {
 	log  *slog.Logger
 	api  *webrtc.API
 	http *http.Client
+	hop  *hopClock // when publishing: the server's hop as publisher and viewers see it
 }
 
 // serverSample is the server's footprint at one moment; -1 where unknown.
@@ -167,7 +169,12 @@ type stepResult struct {
 	TTFFP50Ms     float64  `json:"ttff_p50_ms"` // POST -> first complete keyframe
 	TTFFP99Ms     float64  `json:"ttff_p99_ms"`
 	TTFFMaxMs     float64  `json:"ttff_max_ms"`
-	JoinSec       float64  `json:"join_seconds"` // first POST to last keyframe
+	// The server's hop, publisher's send to a viewer's receive, over the window (-publish only).
+	HopSamples int     `json:"hop_samples,omitempty"`
+	HopP50Ms   float64 `json:"hop_p50_ms,omitempty"`
+	HopP99Ms   float64 `json:"hop_p99_ms,omitempty"`
+	HopMaxMs   float64 `json:"hop_max_ms,omitempty"`
+	JoinSec    float64 `json:"join_seconds"` // first POST to last keyframe
 
 	KbpsAvg    float64  `json:"kbps_avg"`
 	KbpsMin    float64  `json:"kbps_min"`
@@ -237,7 +244,7 @@ func (b *bench) step(ctx context.Context, n int, baseline serverSample) stepResu
 				break
 			}
 		}
-		v := newViewer(b.http, o.whep, o.token)
+		v := newViewer(b.http, o.whep, o.token, b.hop)
 		viewers[i] = v
 		joins.Go(func() {
 			jctx, cancel := context.WithTimeout(ctx, o.joinTimeout)
@@ -294,9 +301,18 @@ func (b *bench) step(ctx context.Context, n int, baseline serverSample) stepResu
 	srv0, cli0 := b.sample(ctx), selfCPU()
 	busy0, total0, hostErr := hostCPU()
 	drops0, dropsErr := udpRcvbufErrors()
+	if b.hop != nil {
+		b.hop.window() // hops of the joins are not the window's
+	}
 	w0 := time.Now()
 	sleep(ctx, o.duration)
 	window := time.Since(w0)
+	if b.hop != nil {
+		hops := b.hop.window()
+		p50, p99, worst := hopPercentiles(hops)
+		exact := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+		res.HopSamples, res.HopP50Ms, res.HopP99Ms, res.HopMaxMs = len(hops), exact(p50), exact(p99), exact(worst)
+	}
 	srv1, cli1 := b.sample(ctx), selfCPU()
 	busy1, total1, hostErr1 := hostCPU()
 	if drops1, err := udpRcvbufErrors(); err == nil && dropsErr == nil {
@@ -350,7 +366,7 @@ func (b *bench) step(ctx context.Context, n int, baseline serverSample) stepResu
 	if res.Before.RSS >= 0 && res.With.RSS >= 0 {
 		res.RSSPerViewerKiB = float64(res.With.RSS-res.Before.RSS) / 1024 / float64(n)
 	}
-	b.log.Info("step: window done", "viewers", n, "kbps_avg", round(res.KbpsAvg), "loss_pct", res.LossPct,
+	b.log.Info("step: window done", "viewers", n, "kbps_avg", round(res.KbpsAvg), "loss_pct", res.LossPct, "hop_p50_ms", res.HopP50Ms, "hop_p99_ms", res.HopP99Ms,
 		"server_cpu_pct", round(res.ServerCPUPct), "client_cpu_pct", round(res.ClientCPUPct), "host_busy_pct", round(res.HostBusyPct), "host_udp_drops", res.HostUDPDrops)
 
 	// Leave, then give the server time to let go of everything.

@@ -80,6 +80,7 @@ type viewer struct {
 	http     *http.Client
 	endpoint string
 	token    string
+	hop      *hopClock // nil unless publishing
 
 	pc       *webrtc.PeerConnection
 	location string
@@ -97,8 +98,8 @@ type viewer struct {
 	closed   bool          // no reader may start any more
 }
 
-func newViewer(client *http.Client, endpoint, token string) *viewer {
-	return &viewer{http: client, endpoint: endpoint, token: token, gotFrame: make(chan struct{})}
+func newViewer(client *http.Client, endpoint, token string, hop *hopClock) *viewer {
+	return &viewer{http: client, endpoint: endpoint, token: token, hop: hop, gotFrame: make(chan struct{})}
 }
 
 // join creates the session: offer with all candidates, POST, apply the answer. Media then
@@ -235,6 +236,9 @@ func (v *viewer) read(tr *webrtc.TrackRemote) {
 		p, ok := parseRTP(buf[:n])
 		if !ok {
 			continue
+		}
+		if v.hop != nil {
+			v.hop.received(p.payload)
 		}
 		now := time.Now()
 		v.mu.Lock()

@@ -459,3 +459,31 @@ func TestSenderReportDescribesWhatWasSent(t *testing.T) {
 		t.Errorf("NTP seconds %d; want %d", sec, now.Unix())
 	}
 }
+
+// TestHopsAreObservedPerPacketWithSubscribers: each packet handed to subscribers is timed
+// once (not once per subscriber); packets nobody receives are not.
+func TestHopsAreObservedPerPacketWithSubscribers(t *testing.T) {
+	var n atomic.Int32
+	var longest atomic.Int64
+	ObserveHops(func(s float64) {
+		n.Add(1)
+		if d := int64(s * 1e9); d > longest.Load() {
+			longest.Store(d)
+		}
+	})
+	defer ObserveHops(nil)
+	track, layer := testTrack(nil)
+	layer.WriteAccessUnit(fakeAU(0, true, 3000)) // no subscriber yet
+	if n.Load() != 0 {
+		t.Fatalf("%d hops observed without subscribers", n.Load())
+	}
+	_, w1 := bindRecorder(t, track)
+	bindRecorder(t, track)
+	layer.WriteAccessUnit(fakeAU(1, true, 3000))
+	if n.Load() == 0 || int(n.Load()) != len(w1.pkts) {
+		t.Errorf("%d hops observed for %d packets to two subscribers; want one per packet", n.Load(), len(w1.pkts))
+	}
+	if d := time.Duration(longest.Load()); d <= 0 || d > time.Second {
+		t.Errorf("longest hop %v", d)
+	}
+}
