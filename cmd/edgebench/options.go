@@ -31,6 +31,7 @@ type options struct {
 	publishW       int
 	publishH       int
 	publishFPS     int
+	publishPacing  float64
 	publishKbps    int
 	publishGrain   int
 }
@@ -70,6 +71,7 @@ baseline. Standard WHIP/WHEP only (RFC 9725), so any server works.
 	fs.Float64Var(&o.publishSeconds, "publish-clip", 4, "seconds of test pattern encoded once at start and looped")
 	size := fs.String("publish-size", "1280x720", "published picture size")
 	fs.IntVar(&o.publishFPS, "publish-fps", 30, "published frame rate")
+	fs.Float64Var(&o.publishPacing, "publish-pacing", 2.5, "space each frame's packets at this multiple of the stream's rate, as browsers' pacers do (0: all of a frame at once)")
 	fs.IntVar(&o.publishKbps, "publish-kbps", 2000, "published bitrate, kbit/s")
 	fs.IntVar(&o.publishGrain, "publish-grain", 4, "noise added to the test pattern so the encoder reaches -publish-kbps (0: none)")
 	if err := fs.Parse(args); err != nil {

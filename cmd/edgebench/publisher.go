@@ -14,8 +14,9 @@ import (
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
 	"github.com/pion/rtcp"
+	"github.com/pion/rtp"
+	"github.com/pion/rtp/codecs"
 	"github.com/pion/webrtc/v4"
-	pmedia "github.com/pion/webrtc/v4/pkg/media"
 
 	"github.com/edgeflux/edge/device/testpattern"
 	"github.com/edgeflux/edge/encoder"
@@ -93,10 +94,13 @@ type publisher struct {
 	http     *http.Client
 	token    string
 	pc       *webrtc.PeerConnection
-	track    *webrtc.TrackLocalStaticSample
+	track    *webrtc.TrackLocalStaticRTP
 	location string
 	clip     []clipFrame
 	fps      int
+	// gapPerByte spaces a frame's packets the way a browser's pacer does (0: a frame's
+	// packets leave at once).
+	gapPerByte time.Duration
 
 	stop    context.CancelFunc
 	restart atomic.Bool // a PLI arrived: go back to the clip's IDR
@@ -106,7 +110,7 @@ type publisher struct {
 
 // startPublisher posts the offer and, once answered, sends the clip at fps until ctx ends.
 func startPublisher(ctx context.Context, log *slog.Logger, client *http.Client, endpoint, token string,
-	clip []clipFrame, fps int, loopbackOnly bool, hop *hopClock) (*publisher, error) {
+	clip []clipFrame, fps int, pacing float64, loopbackOnly bool, hop *hopClock) (*publisher, error) {
 	me := &webrtc.MediaEngine{}
 	if err := me.RegisterCodec(h264Offer, webrtc.RTPCodecTypeVideo); err != nil {
 		return nil, err
@@ -134,11 +138,19 @@ func startPublisher(ctx context.Context, log *slog.Logger, client *http.Client, 
 		return nil, err
 	}
 	p := &publisher{log: log, http: client, token: token, pc: pc, clip: clip, fps: fps}
+	if pacing > 0 {
+		var bytes int
+		for _, f := range clip {
+			bytes += len(f.data)
+		}
+		bytesPerSec := float64(bytes) * float64(fps) / float64(len(clip))
+		p.gapPerByte = time.Duration(float64(time.Second) / (pacing * bytesPerSec))
+	}
 	fail := func(err error) (*publisher, error) {
 		_ = pc.Close()
 		return nil, err
 	}
-	p.track, err = webrtc.NewTrackLocalStaticSample(h264Offer.RTPCodecCapability, "video", "edgebench")
+	p.track, err = webrtc.NewTrackLocalStaticRTP(h264Offer.RTPCodecCapability, "video", "edgebench")
 	if err != nil {
 		return fail(err)
 	}
@@ -177,11 +189,15 @@ func startPublisher(ctx context.Context, log *slog.Logger, client *http.Client, 
 	return p, nil
 }
 
-// send writes one access unit per frame interval, looping the clip. The sample track gives
-// every frame a new timestamp (one frame duration later) and sequence numbers continue, so
-// the loop is seamless on the wire; it restarts on the clip's first frame, an IDR.
+// send writes one access unit per frame interval, looping the clip. Every frame gets a new
+// timestamp (one frame duration later) and sequence numbers continue, so the loop is
+// seamless on the wire; it restarts on the clip's first frame, an IDR. With pacing, a frame's
+// packets are spaced by their size over the paced rate, as browsers send.
 func (p *publisher) send(ctx context.Context) {
 	interval := time.Second / time.Duration(p.fps)
+	// The track sets the negotiated SSRC and payload type on every packet it writes.
+	packetizer := rtp.NewPacketizer(rtpMTU, 0, 0, &codecs.H264Payloader{}, rtp.NewRandomSequencer(), 90000)
+	samples := uint32(90000 / p.fps)
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	i := 0
@@ -194,13 +210,22 @@ func (p *publisher) send(ctx context.Context) {
 		if p.restart.Swap(false) {
 			i = 0
 		}
-		if err := p.track.WriteSample(pmedia.Sample{Data: p.clip[i].data, Duration: interval}); err != nil {
-			return
+		pkts := packetizer.Packetize(p.clip[i].data, samples)
+		for n, pkt := range pkts {
+			if err := p.track.WriteRTP(pkt); err != nil {
+				return
+			}
+			if p.gapPerByte > 0 && n < len(pkts)-1 {
+				time.Sleep(time.Duration(len(pkt.Payload)) * p.gapPerByte)
+			}
 		}
 		p.frames.Add(1)
 		i = (i + 1) % len(p.clip)
 	}
 }
+
+// rtpMTU is the largest RTP payload the publisher sends, as browsers do.
+const rtpMTU = 1200
 
 // readRTCP turns the server's PLI/FIR into a jump back to the clip's IDR, at most twice a
 // second.

@@ -134,7 +134,7 @@ func TestPublisherWHIP(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	pub, err := startPublisher(ctx, log, hs.Client(), hs.URL+"/whip/room", "tok", clip, 30, true, srv.hop)
+	pub, err := startPublisher(ctx, log, hs.Client(), hs.URL+"/whip/room", "tok", clip, 30, 2.5, true, srv.hop)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -50,7 +50,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		log.Info("publish clip encoded", "frames", len(clip), "kbps", bytes*8*o.publishFPS/len(clip)/1000)
 		b.hop = newHopClock()
-		pub, err := startPublisher(ctx, log, b.http, o.publish, o.token, clip, o.publishFPS, o.loopbackOnly, b.hop)
+		pub, err := startPublisher(ctx, log, b.http, o.publish, o.token, clip, o.publishFPS, o.publishPacing, o.loopbackOnly, b.hop)
 		if err != nil {
 			return err
 		}

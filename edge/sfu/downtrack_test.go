@@ -487,3 +487,22 @@ func TestHopsAreObservedPerPacketWithSubscribers(t *testing.T) {
 		t.Errorf("longest hop %v", d)
 	}
 }
+
+// TestManySubscribersGetEveryPacketInOrder: with enough subscribers that the fan-out is
+// split among workers, each subscriber still gets every packet, in order.
+func TestManySubscribersGetEveryPacketInOrder(t *testing.T) {
+	track, layer := testTrack(nil)
+	writers := make([]*recordingWriter, 3*fanoutSlice+7)
+	for i := range writers {
+		_, writers[i] = bindRecorder(t, track)
+	}
+	for n := range 20 {
+		layer.WriteAccessUnit(fakeAU(uint64(n), n == 0, 5000))
+	}
+	for i, w := range writers {
+		if len(w.pkts) != len(writers[0].pkts) || len(w.pkts) < 40 {
+			t.Fatalf("subscriber %d got %d packets, subscriber 0 %d", i, len(w.pkts), len(writers[0].pkts))
+		}
+		checkContiguous(t, w.pkts)
+	}
+}

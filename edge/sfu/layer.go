@@ -96,6 +96,8 @@ type Layer struct {
 	seq       uint16
 	lastTS    uint32
 	latency   latencyWindow
+
+	fanoutDone sync.WaitGroup // the fan-out workers' slices of the packet being forwarded (fanout.go)
 }
 
 func newLayer(t *Track, rid string, q Quality, width, height int) *Layer {
@@ -127,9 +129,7 @@ func (l *Layer) WriteRTP(seq uint16, ts uint32, marker bool, payload []byte, pad
 	l.bytes.Add(uint64(len(payload)))
 	l.packets.Add(1)
 	subs := *l.subs.Load()
-	for _, s := range subs {
-		s.forward(l, p)
-	}
+	l.fanout(subs, p)
 	observeHop(now, len(subs))
 }
 
@@ -192,9 +192,7 @@ func (l *Layer) WriteAccessUnit(au media.AccessUnit) {
 		}, payload)
 		l.seq++
 		l.bytes.Add(uint64(len(payload)))
-		for _, s := range subs {
-			s.forward(l, p)
-		}
+		l.fanout(subs, p)
 		observeHop(now, len(subs)) // from the access unit's arrival: later packets wait for earlier ones
 		if i == 0 {
 			l.latency.record(time.Since(au.CaptureTime))
