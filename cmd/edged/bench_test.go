@@ -33,6 +33,7 @@ func BenchmarkCaptureToRTP720p30(b *testing.B) {
 	limited := &frameLimit{src: src, n: b.N}
 	p := pipeline.New(pipeline.Config{Source: limited, Encoder: enc})
 	track := cameraTrack(p, w, h).Layers()[0]
+	p.Top().SetActive(true) // as a viewer would: with nobody watching nothing is encoded
 
 	cpu0 := cpustat.Process()
 	t0 := time.Now()

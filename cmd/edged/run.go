@@ -533,12 +533,13 @@ func operatorToken(secret []byte) string {
 }
 
 // cameraTrack makes the appliance camera's SFU track, one layer per pipeline layer: viewers'
-// keyframe requests reach that layer's encoder, and a lower layer nobody receives stops
-// encoding. The top layer always runs: the status shows the camera works, and a viewer that
-// joins gets its first picture without waiting for an encoder to start.
+// keyframe requests reach that layer's encoder, and a layer nobody receives is not encoded.
+// With no viewer at all the camera keeps capturing (the status and the watchdog see it work)
+// and nothing is encoded: an idle appliance spends no CPU on pictures nobody sees. A viewer
+// that joins turns its layer on, which asks for a keyframe, and gets it with the next frame
+// captured: the encoder stays open.
 func cameraTrack(pipe *pipeline.Pipeline, width, height int) *sfu.Track {
 	byLayer := map[*sfu.Layer]*pipeline.Layer{}
-	top := pipe.Top()
 	track := sfu.NewTrack(sfu.TrackInfo{ID: "camera-video", Kind: webrtc.RTPCodecTypeVideo, Source: "camera", Codec: edge.H264Codec},
 		edge.CameraID,
 		func(l *sfu.Layer) {
@@ -548,7 +549,7 @@ func cameraTrack(pipe *pipeline.Pipeline, width, height int) *sfu.Track {
 		},
 		func(active []*sfu.Layer) {
 			for sl, pl := range byLayer {
-				pl.SetActive(pl == top || slices.Contains(active, sl))
+				pl.SetActive(slices.Contains(active, sl))
 			}
 		})
 	track.SetStartKeyframe(func(l *sfu.Layer) {
@@ -564,7 +565,7 @@ func cameraTrack(pipe *pipeline.Pipeline, width, height int) *sfu.Track {
 		l := track.AddLayer(pl.RID(), sfu.Quality(pl.Quality()), w, h)
 		byLayer[l] = pl
 		pl.SetSink(l)
-		pl.SetActive(pl == top)
+		pl.SetActive(false)
 	}
 	return track
 }

@@ -171,6 +171,10 @@ func (p *Pipeline) handle(f *media.Frame) {
 	muted := p.privacy.Load()
 	if len(p.layers) == 1 {
 		l := p.layers[0]
+		if !l.active.Load() {
+			p.markIdle()
+			return
+		}
 		if muted {
 			f = l.blackFrame(f)
 		} else if l.w != 0 && (f.Width != l.w || f.Height != l.h) {
@@ -224,12 +228,17 @@ func (p *Pipeline) handle(f *media.Frame) {
 		l.in <- in // never blocks: busy says the worker took the previous one
 	}
 	if idle {
-		// Nobody receives any layer (dynacast turned them all off): the camera works and
-		// nothing is wanted, which is neither a stall for the watchdog nor a stream down.
-		now := time.Now().UnixNano()
-		p.lastProgress.Store(now)
-		p.lastIdle.Store(now)
+		p.markIdle()
 	}
+}
+
+// markIdle records a frame nobody wanted encoded (dynacast turned every layer off): the
+// camera works and nothing is wanted, which is neither a stall for the watchdog nor a
+// stream down.
+func (p *Pipeline) markIdle() {
+	now := time.Now().UnixNano()
+	p.lastProgress.Store(now)
+	p.lastIdle.Store(now)
 }
 
 // observe records an access unit of layer l: every layer's output is progress for the

@@ -328,3 +328,36 @@ func TestPausedSendsNothingButIsNotAStall(t *testing.T) {
 		}
 	})
 }
+
+// TestNobodyWatchingEncodesNothing: with its one layer off (no viewer), the camera runs, the
+// encoder gets no frame, and the status and the watchdog see a working camera; turned back
+// on, the first access unit out is a keyframe, with the next frame captured.
+func TestNobodyWatchingEncodesNothing(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		rec := &recorder{}
+		enc := &fakeEncoder{}
+		p, _ := start(t, &fakeSource{interval: 10 * time.Millisecond}, enc, rec)
+		p.Top().SetActive(false)
+		time.Sleep(time.Millisecond)
+		synctest.Wait()
+		before := enc.frames
+		time.Sleep(3 * time.Second)
+		synctest.Wait()
+		st := p.Status()
+		if enc.frames != before || !st.Live || st.Err != nil {
+			t.Fatalf("nobody watching: %d frames encoded, status %+v; want none, live", enc.frames-before, st)
+		}
+		if age := time.Since(p.LastProgress()); age > 20*time.Millisecond {
+			t.Errorf("LastProgress %v old with the camera running: the watchdog would call it a stall", age)
+		}
+		n0, keys0 := rec.snapshot()
+		asked := time.Now()
+		p.Top().SetActive(true)
+		time.Sleep(15 * time.Millisecond)
+		synctest.Wait()
+		n, keys := rec.snapshot()
+		if n != n0+1 || len(keys) != len(keys0)+1 || keys[len(keys)-1].Sub(asked) > 10*time.Millisecond {
+			t.Errorf("a viewer arriving got %d access units, %d keyframes in 15 ms; want the next frame, a keyframe", n-n0, len(keys)-len(keys0))
+		}
+	})
+}
