@@ -51,7 +51,7 @@ func layerSpecs(setting string, w, h int) []layerSpec {
 	return out
 }
 
-// idleLayerEncoder is how long a smaller layer's software encoder stays open without frames.
+// idleLayerEncoder is how long a software encoder (the top layer's too) stays open without frames.
 const idleLayerEncoder = 30 * time.Second
 
 // layerBitrate is a layer's share of the configured bitrate: a third at half size, a tenth at

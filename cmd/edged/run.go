@@ -432,11 +432,14 @@ func openEncoder(c config.Encoder, src source, log *slog.Logger) (encoder.Encode
 		log.Error("hardware encoder failed to open; using the software encoder", "device", choice.Device, "err", err)
 		reason = "hardware encoder " + choice.Device + " failed to open: " + err.Error()
 	}
+	// Opened once now, so a configuration it cannot encode fails at start, and then only
+	// while someone watches: an appliance between calls holds none of its memory.
 	enc, err := openh264.New(ecfg)
 	if err != nil {
 		return nil, "", fmt.Errorf("encoder: %w", err)
 	}
-	return enc, reason, nil
+	_ = enc.Close()
+	return encoder.NewLazy(openh264.Name, idleLayerEncoder, func() (encoder.Encoder, error) { return openh264.New(ecfg) }), reason, nil
 }
 
 // printProbe is edged --probe: the cameras and encoders this machine has, and the choice.

@@ -161,5 +161,7 @@ func (e *Encoder) Close() error {
 		return nil
 	}
 	e.closed = true
-	return e.enc.Close()
+	err := e.enc.Close()
+	releaseMemory()
+	return err
 }
