@@ -175,9 +175,6 @@ func (s *subscriber) readRTCP(d *sfu.DownTrack, sender *webrtc.RTPSender) {
 		for _, p := range pkts {
 			switch p := p.(type) {
 			case *rtcp.ReceiverEstimatedMaximumBitrate:
-				s.mu.Lock()
-				s.remb = true
-				s.mu.Unlock()
 				s.setEstimate(int(p.Bitrate), true)
 			case *rtcp.TransportLayerCC:
 				s.setEstimate(s.transport.Estimate(), false)
@@ -186,15 +183,17 @@ func (s *subscriber) readRTCP(d *sfu.DownTrack, sender *webrtc.RTPSender) {
 	}
 }
 
-// setEstimate takes a new estimate for the connection and shares it out at once when it
-// fell or grew by a tenth; smaller changes wait for the next tick (transport-wide feedback
-// comes ten or twenty times a second).
-func (s *subscriber) setEstimate(bps int, always bool) {
+// setEstimate takes a new estimate for the connection: the subscriber's REMB, shared out at
+// once, or the SFU's own from transport-wide feedback, shared out at once when it fell or
+// grew by a tenth (that feedback comes ten or twenty times a second; smaller changes wait for
+// the next tick).
+func (s *subscriber) setEstimate(bps int, fromREMB bool) {
 	s.mu.Lock()
 	s.estimate = bps
+	s.remb = s.remb || fromREMB
 	last := s.allocated
 	s.mu.Unlock()
-	if always || last == 0 || bps < last || bps > last+last/10 {
+	if fromREMB || last == 0 || bps < last || bps > last+last/10 {
 		s.allocate()
 	}
 }

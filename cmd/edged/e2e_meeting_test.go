@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -122,67 +121,6 @@ func meetingToken(t *testing.T, identity string) string {
 		t.Fatal(err)
 	}
 	return tok
-}
-
-// downlink is a meeting participant's receiving link in /api/rooms.
-type downlink struct {
-	Congestion   string  `json:"congestion"`
-	EstimateKbps int     `json:"estimate_kbps"`
-	RTTMs        float64 `json:"rtt_ms"`
-	Delay        string  `json:"delay"`
-}
-
-// roomDownlinks is each receiving participant's downlink in room main, by participant.
-func roomDownlinks(t *testing.T, d *daemon) map[string]downlink {
-	t.Helper()
-	_, body := d.get(t, "/api/rooms", testToken)
-	var rooms []struct {
-		Name         string `json:"name"`
-		Participants []struct {
-			ID       string    `json:"id"`
-			Downlink *downlink `json:"downlink"`
-		} `json:"participants"`
-	}
-	if err := json.Unmarshal([]byte(body), &rooms); err != nil {
-		t.Fatalf("/api/rooms %q: %v", body, err)
-	}
-	out := map[string]downlink{}
-	for _, r := range rooms {
-		for _, p := range r.Participants {
-			if r.Name == "main" && p.Downlink != nil {
-				out[p.ID] = *p.Downlink
-			}
-		}
-	}
-	return out
-}
-
-// roomParticipants is who /api/rooms says is in room main.
-func roomParticipants(t *testing.T, d *daemon) []string {
-	t.Helper()
-	code, body := d.get(t, "/api/rooms", testToken)
-	if code != 200 {
-		t.Fatalf("/api/rooms: %d %s", code, body)
-	}
-	var rooms []struct {
-		Name         string `json:"name"`
-		Participants []struct {
-			ID string `json:"id"`
-		} `json:"participants"`
-	}
-	if err := json.Unmarshal([]byte(body), &rooms); err != nil {
-		t.Fatalf("/api/rooms %q: %v", body, err)
-	}
-	var ids []string
-	for _, r := range rooms {
-		if r.Name == "main" {
-			for _, p := range r.Participants {
-				ids = append(ids, p.ID)
-			}
-		}
-	}
-	sort.Strings(ids)
-	return ids
 }
 
 // logServer shows what edged logged about participants, tracks and trouble.

@@ -51,8 +51,8 @@ func layerSpecs(setting string, w, h int) []layerSpec {
 	return out
 }
 
-// idleLayerEncoder is how long a software encoder (the top layer's too) stays open without frames.
-const idleLayerEncoder = 30 * time.Second
+// idleEncoder is how long a software encoder, of any layer, stays open without frames.
+const idleEncoder = 30 * time.Second
 
 // layerBitrate is a layer's share of the configured bitrate: a third at half size, a tenth at
 // quarter size (bits per pixel rise as pictures shrink), never below 100 kbit/s.
@@ -142,7 +142,7 @@ func openLayers(c config.Encoder, src source, top encoder.Encoder, log *slog.Log
 			// It opens when the layer is first wanted and closes when nobody has wanted it
 			// for a while: a paused layer costs no memory (opening one at start and closing
 			// it would leave its memory in the C allocator).
-			enc = encoder.NewLazy(openh264.Name, idleLayerEncoder, func() (encoder.Encoder, error) { return openh264.New(ecfg) })
+			enc = encoder.NewLazy(openh264.Name, idleEncoder, func() (encoder.Encoder, error) { return openh264.New(ecfg) })
 		}
 		lc.Encoder = enc
 		out.closers = append(out.closers, enc.Close)

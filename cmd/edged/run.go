@@ -439,7 +439,7 @@ func openEncoder(c config.Encoder, src source, log *slog.Logger) (encoder.Encode
 		return nil, "", fmt.Errorf("encoder: %w", err)
 	}
 	_ = enc.Close()
-	return encoder.NewLazy(openh264.Name, idleLayerEncoder, func() (encoder.Encoder, error) { return openh264.New(ecfg) }), reason, nil
+	return encoder.NewLazy(openh264.Name, idleEncoder, func() (encoder.Encoder, error) { return openh264.New(ecfg) }), reason, nil
 }
 
 // printProbe is edged --probe: the cameras and encoders this machine has, and the choice.
@@ -540,7 +540,7 @@ func operatorToken(secret []byte) string {
 // With no viewer at all the camera keeps capturing (the status and the watchdog see it work)
 // and nothing is encoded: an idle appliance spends no CPU on pictures nobody sees. A viewer
 // that joins turns its layer on, which asks for a keyframe, and gets it with the next frame
-// captured: the encoder stays open.
+// captured (a software encoder closed for idleness reopens for it).
 func cameraTrack(pipe *pipeline.Pipeline, width, height int) *sfu.Track {
 	byLayer := map[*sfu.Layer]*pipeline.Layer{}
 	track := sfu.NewTrack(sfu.TrackInfo{ID: "camera-video", Kind: webrtc.RTPCodecTypeVideo, Source: "camera", Codec: edge.H264Codec},

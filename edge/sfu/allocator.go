@@ -3,10 +3,10 @@ package sfu
 import (
 	"time"
 
-	"github.com/edgeflux/edge/edge/sfu/bwe"
-
 	"github.com/pion/rtcp"
 	"github.com/pion/webrtc/v4"
+
+	"github.com/edgeflux/edge/edge/sfu/bwe"
 )
 
 // Layer choice for one down track: the best layer no higher than the subscriber asked for
@@ -262,7 +262,7 @@ func (d *DownTrack) chooseLocked(layers []*Layer, now time.Time) *Layer {
 	}
 	pr := &d.probe
 	if pr.padding != nil && (pr.padding.Quality > wanted.Quality || len(layers) == 1) {
-		pr.padding, pr.padRatio = nil, 0 // the subscriber wants less now, or simulcast ended
+		pr.stopPadding() // the subscriber wants less now, or simulcast ended
 	}
 	if d.estimate == 0 || len(layers) == 1 {
 		// Start on the wanted layer and hold it like a passed trial, until loss says
@@ -370,7 +370,7 @@ func (d *DownTrack) judgePaddingLocked(congested bool, now time.Time) *Layer {
 		return d.current
 	}
 	up := pr.padding
-	pr.padding, pr.padRatio, pr.padCredit = nil, 0, 0
+	pr.stopPadding()
 	// What arrived over the whole probe: feedback lags the sending by a round trip, which
 	// the probe's length makes small.
 	arrived := int(float64(st.AckedBytes-pr.padAcked) * 8 / now.Sub(pr.started).Seconds())
@@ -388,6 +388,9 @@ func (d *DownTrack) judgePaddingLocked(congested bool, now time.Time) *Layer {
 	pr.gap, pr.proven, pr.lastPick, pr.next = probeFirst, up, up, now.Add(padNext)
 	return up
 }
+
+// stopPadding ends a padding probe: forwarding sends no more copies.
+func (pr *probeState) stopPadding() { pr.padding, pr.padRatio, pr.padCredit = nil, 0, 0 }
 
 func indexOf(layers []*Layer, l *Layer) int {
 	for i, x := range layers {

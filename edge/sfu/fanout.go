@@ -45,16 +45,16 @@ func startFanoutWorkers() {
 
 // fanout forwards p to subs, in slices on several CPUs when there are many.
 func (l *Layer) fanout(subs []*DownTrack, p *packet) {
-	slices := min(fanoutCPUs, (len(subs)+fanoutSlice-1)/fanoutSlice)
-	if slices <= 1 {
+	parts := min(fanoutCPUs, (len(subs)+fanoutSlice-1)/fanoutSlice)
+	if parts <= 1 {
 		for _, s := range subs {
 			s.forward(l, p)
 		}
 		return
 	}
 	fanoutOnce.Do(startFanoutWorkers)
-	size := (len(subs) + slices - 1) / slices
-	l.fanoutDone.Add(slices - 1)
+	size := (len(subs) + parts - 1) / parts
+	l.fanoutDone.Add(parts - 1)
 	for start := size; start < len(subs); start += size {
 		fanoutTasks <- fanoutTask{l: l, p: p, subs: subs[start:min(start+size, len(subs))], done: &l.fanoutDone}
 	}
